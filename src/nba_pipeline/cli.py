@@ -1,0 +1,178 @@
+"""The ``nba-pipeline`` command: a thin layer over :class:`~nba_pipeline.runner.PipelineRunner`.
+
+Settings are layered: built-in defaults, then ``--profile`` or ``--config``, then only the
+flags the user actually typed.  Problems a user can fix end with one message on stderr and
+the exit code of their kind (see :mod:`nba_pipeline.errors`); ``--verbose`` adds the
+traceback and debug logging.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from .config import PROFILE_NAMES, PipelineConfig
+from .errors import PipelineError
+from .ingestion import InputSource
+
+logger = logging.getLogger("nba_pipeline")
+
+MODES = ("all", "batch", "streaming")
+
+
+def _bool_flag(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nba-pipeline",
+        description="Deterministic batch and streaming feature pipeline for the NBA2K table.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    add_run_arguments(commands.add_parser("run", help="run the pipeline and write artifacts"))
+
+    synth = commands.add_parser("synth", help="write a synthetic table in the raw format")
+    synth.add_argument("--rows", type=int, required=True, help="number of data rows")
+    synth.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
+    synth.add_argument("--output", type=Path, required=True, help="CSV file to write")
+    synth.add_argument("--verbose", action="store_true", help="debug logging and tracebacks")
+    return parser
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of ``run``; also used by ``run_pipeline.py``.  Defaults are ``None`` so that
+    only flags the user gave override the template."""
+    parser.add_argument("--input", type=Path, help="raw CSV (default: the packaged sample)")
+    parser.add_argument("--output-dir", dest="output_dir", help="where artifacts go")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument(
+        "--config", "--config-template", dest="config", type=Path, help="JSON template of settings"
+    )
+    source.add_argument("--profile", choices=PROFILE_NAMES, help="built-in settings")
+    parser.add_argument(
+        "--mode",
+        choices=MODES,
+        default="all",
+        help="all (default): batch, streaming, benchmark, sweep and quality",
+    )
+    parser.add_argument("--chunk-size", type=int)
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--max-memory-mb", type=float)
+    parser.add_argument("--max-compute-units", type=float)
+    parser.add_argument("--benchmark-runs", type=int)
+    parser.add_argument("--n-jobs", type=int)
+    parser.add_argument("--random-seed", type=int)
+    parser.add_argument(
+        "--spill-to-disk",
+        nargs="?",
+        const=True,
+        type=_bool_flag,
+        help="write each chunk's X and y under intermediate/ (true/false)",
+    )
+    parser.add_argument(
+        "--disable-adaptive-chunk-resize",
+        action="store_true",
+        default=None,
+        help="keep the chunk size even when memory goes over budget",
+    )
+    parser.add_argument("--max-chunk-retries", type=int)
+    parser.add_argument("--verbose", action="store_true", help="debug logging and tracebacks")
+
+
+def config_from_args(args: argparse.Namespace) -> PipelineConfig:
+    """Defaults, then the template or profile, then the flags that were given."""
+    if args.config is not None:
+        config = PipelineConfig.from_template(args.config)
+    elif args.profile is not None:
+        config = PipelineConfig.from_profile(args.profile)
+    else:
+        config = PipelineConfig()
+    adaptive = False if args.disable_adaptive_chunk_resize else None
+    return config.with_overrides(
+        output_dir=args.output_dir,
+        chunk_size=args.chunk_size,
+        batch_size=args.batch_size,
+        max_memory_mb=args.max_memory_mb,
+        max_compute_units=args.max_compute_units,
+        benchmark_runs=args.benchmark_runs,
+        n_jobs=args.n_jobs,
+        random_seed=args.random_seed,
+        spill_to_disk=args.spill_to_disk,
+        adaptive_chunk_resize=adaptive,
+        max_chunk_retries=args.max_chunk_retries,
+    )
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from .runner import PipelineRunner
+
+    config = config_from_args(args)
+    data = InputSource.from_path(args.input).path if args.input is not None else None
+    runner = PipelineRunner(config)
+    started = time.perf_counter()
+    if args.mode == "all":
+        runner.run_all(data)
+    else:
+        getattr(runner, f"run_{args.mode}")(data)
+        runner.write_artifacts()
+    _print_summary(runner.report, runner.output_dir, time.perf_counter() - started)
+    return 0
+
+
+def synth_command(args: argparse.Namespace) -> int:
+    from .synth import write_synthetic_csv
+
+    if args.rows < 1:
+        raise PipelineError(f"--rows must be >= 1, got {args.rows}")
+    time.perf_counter()
+    write_synthetic_csv(args.output, args.rows, args.seed)
+    return 0
+
+
+def _print_summary(report: dict, output_dir: Path, elapsed_s: float) -> None:
+    for mode in ("batch", "streaming"):
+        section = report.get(mode)
+        if section:
+            section["model"]
+    significance = report.get("benchmark", {}).get("significance")
+    if significance:
+        pass
+
+
+def _fmt(value, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if not args.verbose:
+        logging.getLogger("matplotlib").setLevel(logging.WARNING)
+    command = {"run": run_command, "synth": synth_command}[args.command]
+    try:
+        return command(args)
+    except PipelineError as exc:
+        if args.verbose:
+            traceback.print_exc()
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,226 @@
+"""The one validated place where a run's configuration lives.
+
+A configuration comes from built-in defaults, then a JSON template (or a named profile), then
+the keyword arguments or command-line flags the user actually gave; each layer overrides the
+one before it.  Every value is checked when the object is built, so a bad value stops the run
+before any work with a message naming the key, the accepted range and the value received.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+PROFILE_NAMES = ("edge", "server")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Validated settings of one pipeline run.
+
+    The first eleven fields are the keys of the edge and server templates; the rest tune the
+    feature logic and the constraint sweep and have defaults that suit the NBA2K table.
+    """
+
+    random_seed: int = 42
+    chunk_size: int = 64
+    batch_size: int = 96
+    n_jobs: int = 1
+    max_memory_mb: float = 256.0
+    max_compute_units: float = 1.0
+    benchmark_runs: int = 3
+    adaptive_chunk_resize: bool = True
+    max_chunk_retries: int = 3
+    spill_to_disk: bool = False
+    output_dir: str = "artifacts"
+
+    test_fraction: float = 0.2
+    correlation_threshold: float = 0.5
+    rolling_window: int = 5
+    min_chunk_size: int = 8
+    sweep_chunk_sizes: tuple[int, ...] = (32, 64, 256)
+    sweep_memory_limits_mb: tuple[float, ...] = (128.0, 256.0, 1024.0)
+    sweep_compute_limits: tuple[float, ...] = (0.25, 0.5, 1.0)
+    data_size_fractions: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
+
+    def __post_init__(self) -> None:
+        for name, value in _coerced(self).items():
+            object.__setattr__(self, name, value)
+        _validate(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "configuration") -> PipelineConfig:
+        """Build a config from a mapping, rejecting keys the pipeline does not know."""
+        if not isinstance(values, dict):
+            raise ConfigError(f"{source}: expected a JSON object of settings, got {values!r}")
+        unknown = sorted(set(values) - set(field_names()))
+        if unknown:
+            raise ConfigError(
+                f"{source}: unknown key(s) {', '.join(map(repr, unknown))}; "
+                f"accepted keys are {', '.join(field_names())}"
+            )
+        return cls(**values)
+
+    @classmethod
+    def from_template(cls, path: str | Path) -> PipelineConfig:
+        """Read a JSON template such as ``configs/pipeline.edge.template.json``."""
+        return cls.from_dict(read_template(path), source=str(path))
+
+    @classmethod
+    def from_profile(cls, name: str) -> PipelineConfig:
+        """The built-in ``edge`` or ``server`` profile."""
+        return cls.from_dict(profile_values(name), source=f"profile {name!r}")
+
+    def with_overrides(self, **overrides: Any) -> PipelineConfig:
+        """A copy with the given keys replaced; ``None`` values are ignored."""
+        given = {key: value for key, value in overrides.items() if value is not None}
+        unknown = sorted(set(given) - set(field_names()))
+        if unknown:
+            raise ConfigError(f"unknown setting(s) {', '.join(map(repr, unknown))}")
+        return dataclasses.replace(self, **given)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready values of every setting, in declaration order."""
+        values = {}
+        for name in field_names():
+            value = getattr(self, name)
+            values[name] = list(value) if isinstance(value, tuple) else value
+        return values
+
+
+def field_names() -> list[str]:
+    """Names of the settings a template may hold, in declaration order."""
+    return [f.name for f in dataclasses.fields(PipelineConfig) if f.init]
+
+
+def read_template(path: str | Path) -> dict[str, Any]:
+    """Parse a JSON template, turning every read or syntax problem into a ConfigError."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config template {path} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"config template {path} cannot be read: {exc.strerror}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"config template {path} is not valid JSON: {exc.msg} at line {exc.lineno}, "
+            f"column {exc.colno}"
+        ) from None
+
+
+def profile_values(name: str) -> dict[str, Any]:
+    """The settings of a built-in profile, as shipped in the package."""
+    if name not in PROFILE_NAMES:
+        raise ConfigError(f"--profile must be one of {', '.join(PROFILE_NAMES)}, got {name!r}")
+    text = resources.files("nba_pipeline").joinpath(f"profiles/{name}.json").read_text("utf-8")
+    return json.loads(text)
+
+
+_INT_KEYS = (
+    "random_seed",
+    "chunk_size",
+    "batch_size",
+    "n_jobs",
+    "benchmark_runs",
+    "max_chunk_retries",
+    "rolling_window",
+    "min_chunk_size",
+)
+_FLOAT_KEYS = ("max_memory_mb", "max_compute_units", "test_fraction", "correlation_threshold")
+_BOOL_KEYS = ("adaptive_chunk_resize", "spill_to_disk")
+_TUPLE_KEYS = {
+    "sweep_chunk_sizes": int,
+    "sweep_memory_limits_mb": float,
+    "sweep_compute_limits": float,
+    "data_size_fractions": float,
+}
+
+
+def _coerced(config: PipelineConfig) -> dict[str, Any]:
+    """Check each value's type and return it in its canonical Python type."""
+    values = {}
+    for key in _INT_KEYS:
+        values[key] = _as_int(key, getattr(config, key))
+    for key in _FLOAT_KEYS:
+        values[key] = _as_float(key, getattr(config, key))
+    for key in _BOOL_KEYS:
+        value = getattr(config, key)
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} must be true or false, got {value!r}")
+        values[key] = value
+    for key, kind in _TUPLE_KEYS.items():
+        value = getattr(config, key)
+        if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+            raise ConfigError(f"{key} must be a list of numbers, got {value!r}")
+        convert = _as_int if kind is int else _as_float
+        values[key] = tuple(convert(key, item) for item in value)
+    if not isinstance(config.output_dir, (str, Path)) or not str(config.output_dir):
+        raise ConfigError(f"output_dir must be a non-empty path, got {config.output_dir!r}")
+    values["output_dir"] = str(config.output_dir)
+    return values
+
+
+def _as_int(key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+        raise ConfigError(f"{key} must be an integer, got {value!r}")
+    return int(value)
+
+
+def _as_float(key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{key} must be a number, got {value!r}")
+    return float(value)
+
+
+def _validate(config: PipelineConfig) -> None:
+    """Range checks; each message names the key, the accepted range and the value."""
+    _at_least(config, "chunk_size", 1)
+    _at_least(config, "batch_size", 1)
+    _at_least(config, "n_jobs", 1)
+    _at_least(config, "benchmark_runs", 1)
+    _at_least(config, "max_chunk_retries", 0)
+    _at_least(config, "rolling_window", 1)
+    _at_least(config, "min_chunk_size", 1)
+    _at_least(config, "random_seed", 0)
+    if not config.max_memory_mb > 0:
+        raise ConfigError(f"max_memory_mb must be > 0 (megabytes), got {config.max_memory_mb}")
+    _unit_interval(config.max_compute_units, "max_compute_units")
+    if not 0.0 < config.test_fraction < 1.0:
+        raise ConfigError(f"test_fraction must be in (0, 1), got {config.test_fraction}")
+    if not 0.0 < config.correlation_threshold <= 1.0:
+        raise ConfigError(
+            f"correlation_threshold must be in (0, 1], got {config.correlation_threshold}"
+        )
+    for key in _TUPLE_KEYS:
+        if not getattr(config, key):
+            raise ConfigError(f"{key} must list at least one value")
+    for size in config.sweep_chunk_sizes:
+        if size < 1:
+            raise ConfigError(f"sweep_chunk_sizes values must be >= 1, got {size}")
+    for limit in config.sweep_memory_limits_mb:
+        if limit <= 0:
+            raise ConfigError(f"sweep_memory_limits_mb values must be > 0, got {limit}")
+    for limit in config.sweep_compute_limits:
+        _unit_interval(limit, "sweep_compute_limits values")
+    for fraction in config.data_size_fractions:
+        _unit_interval(fraction, "data_size_fractions values")
+
+
+def _at_least(config: PipelineConfig, key: str, minimum: int) -> None:
+    value = getattr(config, key)
+    if value < minimum:
+        raise ConfigError(f"{key} must be an integer >= {minimum}, got {value}")
+
+
+def _unit_interval(value: float, what: str) -> None:
+    if not 0.0 < value <= 1.0:
+        raise ConfigError(f"{what} must be in (0, 1], got {value}")

@@ -1,0 +1,184 @@
+"""Derived features, computed the same way for a whole table or for one chunk of it.
+
+The rolling salary features are the only ones with memory across rows.  Their ordering is
+the order of the input file; for each row they summarise the salaries of the previous
+``window`` *training* rows of the same team (strictly before the row: never the row's own
+salary, never a held-out row's salary).  :class:`RollingSalary` carries the last ``window``
+training salaries of every team from one chunk to the next, so any chunking of the file
+gives exactly the same values as the whole table.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .cleaning import CleanedChunk, days_from_civil
+
+# Candidate numeric features in priority order: when two are highly correlated, the
+# feature selection keeps the one that comes first here.
+NUMERIC_FEATURES = (
+    "rating",
+    "age",
+    "height_m",
+    "salary_team_rolling_mean",
+    "draft_peak",
+    "draft_round",
+    "experience",
+    "weight_kg",
+    "bmi",
+    "salary_team_rolling_std",
+    "version_year",
+    "draft_decade",
+    "birth_month",
+    "jersey",
+)
+CATEGORICAL_FEATURES = ("position", "country_group", "team")
+TARGET = "salary"
+DAYS_PER_YEAR = 365.25
+
+
+@dataclass
+class FeatureChunk:
+    """Candidate features of one chunk before imputation.
+
+    ``numeric`` holds the columns of :data:`NUMERIC_FEATURES` in that order (NaN where
+    missing); ``categorical`` holds Arrow string arrays (null where missing).
+    """
+
+    numeric: np.ndarray
+    categorical: dict[str, pa.Array]
+    target: np.ndarray
+    line_numbers: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.line_numbers)
+
+    def to_frame(self) -> pd.DataFrame:
+        """The features as a DataFrame indexed by input line number (for reports and tests)."""
+        frame = pd.DataFrame(
+            self.numeric,
+            columns=list(NUMERIC_FEATURES),
+            index=pd.Index(self.line_numbers, name="line"),
+        )
+        for name, values in self.categorical.items():
+            frame[name] = values.to_numpy(zero_copy_only=False)
+        frame[TARGET] = self.target
+        return frame
+
+
+class RollingSalary:
+    """Per-team rolling mean and standard deviation of earlier training salaries."""
+
+    def __init__(self, window: int) -> None:
+        self.window = window
+        self.history: dict[str, list[float]] = {}
+
+    def copy(self) -> RollingSalary:
+        """An independent copy, so a chunk attempt that is abandoned changes nothing."""
+        return copy.deepcopy(self)
+
+    def apply(self, team: pa.Array, salary: np.ndarray, is_train: np.ndarray):
+        """Rolling (mean, std) for each row; then remember this chunk's training salaries."""
+        names = sorted(self.history)
+        history_teams = [name for name in names for _ in self.history[name]]
+        history_salary = [value for name in names for value in self.history[name]]
+        teams = pa.concat_arrays([pa.array(history_teams, pa.string()), team])
+        encoded = pc.dictionary_encode(teams)
+        codes = encoded.indices.to_numpy(zero_copy_only=False)
+        salaries = np.concatenate([np.asarray(history_salary, dtype=float), salary])
+        train = np.concatenate([np.ones(len(history_salary), dtype=bool), is_train])
+
+        mean, std, last_train = _rolling_before(codes, salaries, train, self.window)
+        dictionary = encoded.dictionary.to_pylist()
+        for code, values in last_train.items():
+            self.history[dictionary[code]] = values
+        start = len(history_salary)
+        return mean[start:], std[start:]
+
+
+def _rolling_before(codes: np.ndarray, salaries: np.ndarray, train: np.ndarray, window: int):
+    """For each row, mean and std of the last ``window`` training salaries of its team that
+    come strictly before it; also each team's last ``window`` training salaries."""
+    order = np.argsort(codes, kind="stable")
+    sorted_codes, sorted_train = codes[order], train[order]
+    train_salaries = salaries[order][sorted_train]
+
+    # Training rows before each position, counted over the whole sorted array and per team.
+    before = np.cumsum(sorted_train) - sorted_train
+    starts = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]])
+    group = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(order)]))
+    before_in_team = before - before[starts][group]
+
+    # Gather up to ``window`` earlier training salaries per row (NaN where there are fewer).
+    offsets = np.arange(-window, 0)
+    valid = before_in_team[:, None] + offsets >= 0
+    positions = np.clip(before[:, None] + offsets, 0, None)
+    values = np.full(valid.shape, np.nan)
+    if len(train_salaries):
+        values = np.where(
+            valid, train_salaries[np.minimum(positions, len(train_salaries) - 1)], np.nan
+        )
+    count = valid.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.nansum(values, axis=1) / count
+        deviation = np.where(valid, values - mean[:, None], 0.0)
+        std = np.sqrt((deviation**2).sum(axis=1) / (count - 1))
+    mean[count == 0] = np.nan
+    std[count < 2] = np.nan
+
+    result_mean, result_std = np.empty_like(mean), np.empty_like(std)
+    result_mean[order], result_std[order] = mean, std
+    return (
+        result_mean,
+        result_std,
+        _last_per_team(sorted_codes, sorted_train, train_salaries, window),
+    )
+
+
+def _last_per_team(sorted_codes, sorted_train, train_salaries, window) -> dict[int, list]:
+    train_codes = sorted_codes[sorted_train]
+    last = {}
+    for code in np.unique(train_codes):
+        positions = np.flatnonzero(train_codes == code)[-window:]
+        last[int(code)] = train_salaries[positions].tolist()
+    return last
+
+
+def derive(cleaned: CleanedChunk, is_train: np.ndarray, rolling: RollingSalary) -> FeatureChunk:
+    """The candidate features of one chunk, in :data:`NUMERIC_FEATURES` order."""
+    c = cleaned.columns
+    season_start = days_from_civil(c["version_year"] - 1, 10, 1)
+    rolling_mean, rolling_std = rolling.apply(c["team"], c["salary"], is_train)
+    columns = {
+        "rating": c["rating"],
+        "age": (season_start - c["b_day"]) / DAYS_PER_YEAR,
+        "height_m": c["height_m"],
+        "salary_team_rolling_mean": rolling_mean,
+        "draft_peak": c["draft_peak"],
+        "draft_round": c["draft_round"],
+        "experience": np.clip(c["version_year"] - 1 - c["draft_year"], 0, None),
+        "weight_kg": c["weight_kg"],
+        "bmi": c["weight_kg"] / c["height_m"] ** 2,
+        "salary_team_rolling_std": rolling_std,
+        "version_year": c["version_year"],
+        "draft_decade": np.floor(c["draft_year"] / 10) * 10,
+        "birth_month": c["birth_month"],
+        "jersey": c["jersey"],
+    }
+    numeric = (
+        np.column_stack([np.asarray(columns[name], dtype=float) for name in NUMERIC_FEATURES])
+        if len(cleaned)
+        else np.empty((0, len(NUMERIC_FEATURES)))
+    )
+    return FeatureChunk(
+        numeric=numeric,
+        categorical={name: c[name] for name in CATEGORICAL_FEATURES},
+        target=c["salary"],
+        line_numbers=cleaned.line_numbers,
+    )

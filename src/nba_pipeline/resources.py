@@ -1,0 +1,147 @@
+"""What the runs measure about the machine and how they apply their limits.
+
+* Memory: the process's resident set size (RSS) read from the operating system through
+  psutil, sampled at every operator boundary; :class:`MemoryWatch` keeps the peak and
+  raises :class:`MemoryBudgetExceeded` when a sample is over the budget.
+* Compute: :class:`DutyCycleThrottle` holds the share of wall time a run spends working to
+  ``max_compute_units`` by sleeping after each unit of work for ``busy * (1 - cap) / cap``;
+  the utilisation actually reached is measured from the process's CPU time.
+* Energy: RAPL counters from ``/sys/class/powercap`` where the kernel exposes them, and
+  ``None`` with the reason where it does not.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+MB = 1024 * 1024
+_PROCESS = psutil.Process()
+RAPL_ROOT = Path("/sys/class/powercap")
+
+
+def rss_mb() -> float:
+    """Current resident set size of this process, in MiB."""
+    return _PROCESS.memory_info().rss / MB
+
+
+class MemoryBudgetExceeded(Exception):
+    """A sample of RSS was above the budget while a chunk was being processed."""
+
+    def __init__(self, operator: str, rss: float, budget: float) -> None:
+        super().__init__(f"RSS {rss:.1f} MiB over budget {budget:.1f} MiB after {operator}")
+        self.operator = operator
+        self.rss_mb = rss
+
+
+@dataclass
+class MemoryWatch:
+    """Samples RSS at checkpoints, keeps the peaks, and enforces the budget when armed."""
+
+    budget_mb: float
+    armed: bool = True
+    peak_mb: float = field(default_factory=rss_mb)
+    chunk_peak_mb: float = 0.0
+    exceeded: bool = False
+    samples: int = 0
+
+    def start_chunk(self, armed: bool) -> None:
+        """Reset the per-chunk peak and flag; ``armed`` decides whether a breach raises."""
+        self.armed = armed
+        self.exceeded = False
+        self.chunk_peak_mb = self.sample()
+
+    def sample(self) -> float:
+        current = rss_mb()
+        self.samples += 1
+        self.peak_mb = max(self.peak_mb, current)
+        self.chunk_peak_mb = max(self.chunk_peak_mb, current)
+        return current
+
+    def checkpoint(self, operator: str) -> None:
+        """Called after each operator; records a breach and raises it when armed."""
+        current = self.sample()
+        if current > self.budget_mb:
+            self.exceeded = True
+            if self.armed:
+                raise MemoryBudgetExceeded(operator, current, self.budget_mb)
+
+
+class DutyCycleThrottle:
+    """Keeps busy time over elapsed time at the compute cap by pausing after work."""
+
+    def __init__(self, cap: float) -> None:
+        self.cap = cap
+        self.paused_s = 0.0
+
+    @property
+    def mechanism(self) -> str:
+        if self.cap >= 1.0:
+            return "none (cap 1.0)"
+        return "duty-cycle sleep after each unit of work in the run loop"
+
+    def pause_after(self, busy_s: float) -> float:
+        """Sleep long enough that ``busy_s`` is ``cap`` of the elapsed time; returns the pause."""
+        if self.cap >= 1.0 or busy_s <= 0:
+            return 0.0
+        pause = busy_s * (1.0 - self.cap) / self.cap
+        time.sleep(pause)
+        self.paused_s += pause
+        return pause
+
+
+class CpuClock:
+    """CPU seconds and wall seconds since construction, for measured utilisation."""
+
+    def __init__(self) -> None:
+        self._cpu = _cpu_seconds()
+        self._wall = time.perf_counter()
+
+    def utilization(self) -> dict:
+        cpu = _cpu_seconds() - self._cpu
+        wall = time.perf_counter() - self._wall
+        return {
+            "cpu_s": cpu,
+            "wall_s": wall,
+            "measured_cpu_utilization": cpu / wall if wall > 0 else None,
+        }
+
+
+def _cpu_seconds() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+class EnergyMeter:
+    """Package energy from Intel RAPL counters, or ``None`` with the reason."""
+
+    def __init__(self) -> None:
+        self.zones = sorted(RAPL_ROOT.glob("intel-rapl:*/energy_uj")) if RAPL_ROOT.exists() else []
+        self.zones = [zone for zone in self.zones if zone.parent.name.count(":") == 1]
+        self.reason = None
+        self._start = self._read()
+
+    def _read(self) -> list[int] | None:
+        if not self.zones:
+            self.reason = f"no RAPL energy counters under {RAPL_ROOT}"
+            return None
+        try:
+            return [int(zone.read_text()) for zone in self.zones]
+        except OSError as exc:
+            self.reason = f"RAPL counters not readable: {exc.strerror}"
+            return None
+
+    def report(self) -> dict:
+        end = self._read()
+        if self._start is None or end is None:
+            return {"energy_j": None, "source": None, "reason": self.reason}
+        joules = 0.0
+        for zone, before, after in zip(self.zones, self._start, end, strict=True):
+            if after < before:
+                after += int((zone.parent / "max_energy_range_uj").read_text())
+            joules += (after - before) / 1e6
+        return {"energy_j": joules, "source": "intel-rapl package counters", "reason": None}

@@ -1,0 +1,216 @@
+"""The Python API: run any part of the pipeline and collect a report that can be written.
+
+>>> from nba_pipeline import PipelineConfig, PipelineRunner
+>>> runner = PipelineRunner(PipelineConfig.from_profile("edge"), output_dir="out")
+>>> batch = runner.run_batch("players.csv")       # doctest: +SKIP
+>>> batch["model"]["r2"]                          # doctest: +SKIP
+
+Every method takes a CSV path or a DataFrame (or nothing, for the packaged sample table),
+returns the plain-data report section it produced and keeps it for :meth:`write_artifacts`;
+:meth:`run_all` runs everything and writes the full artifact set.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+from threadpoolctl import threadpool_limits
+
+from . import artifacts
+from .batch import BatchResult, run_batch
+from .benchmark import run_benchmark
+from .config import PipelineConfig
+from .experiment import latency_vs_data_size, run_constraint_sweep
+from .ingestion import InputSource, as_source, fingerprint
+from .quality import build_quality
+from .reproducibility import reproducibility_section
+from .streaming import StreamingResult, run_streaming
+from .synth import sample_dataset_path
+
+logger = logging.getLogger(__name__)
+
+Data = str | Path | pd.DataFrame | None
+REPORT_SECTIONS = (
+    "dataset_fingerprint",
+    "reproducibility",
+    "batch",
+    "streaming",
+    "benchmark",
+    "constraint_experiment",
+    "quality",
+    "scaling",
+)
+
+
+class PipelineRunner:
+    """Runs the pipeline's stages with one validated configuration."""
+
+    def __init__(self, config: PipelineConfig | None = None, **overrides) -> None:
+        self.config = (config or PipelineConfig()).with_overrides(**overrides)
+        self.report: dict = {}
+        self._batch: BatchResult | None = None
+        self._streaming: StreamingResult | None = None
+        self._sweep_log: list[dict] = []
+        self._data_size: list[dict] = []
+        self._fingerprinted: str | None = None
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.config.output_dir)
+
+    def run_batch(self, data: Data = None) -> dict:
+        """Batch mode on the whole table; returns the ``batch`` section."""
+        source = self._source(data)
+        with self._thread_limit():
+            self._batch = run_batch(source, self.config)
+        self.report["batch"] = self._batch.section
+        return self._batch.section
+
+    def run_streaming(self, data: Data = None) -> dict:
+        """Streaming mode, spilling chunks when configured; returns the ``streaming`` section."""
+        source = self._source(data)
+        spill_dir = self._spill_dir() if self.config.spill_to_disk else None
+        with self._thread_limit():
+            self._streaming = run_streaming(source, self.config, spill_dir=spill_dir)
+        self.report["streaming"] = self._streaming.section
+        return self._streaming.section
+
+    def benchmark(self, data: Data = None) -> dict:
+        """Repeated runs of both modes with their statistics; returns ``benchmark``."""
+        source = self._source(data)
+        with self._thread_limit():
+            section = run_benchmark(source, self.config)
+            self._data_size = latency_vs_data_size(
+                source, self.config, self.report["dataset_fingerprint"]["row_count"]
+            )
+        section["latency_vs_data_size"] = self._data_size
+        self.report["benchmark"] = section
+        return section
+
+    def run_constraint_experiment(self, data: Data = None) -> dict:
+        """The constraint sweep; returns the ``constraint_experiment`` section."""
+        source = self._source(data)
+        with self._thread_limit():
+            section = run_constraint_sweep(source, self.config)
+        self._sweep_log = section.pop("log")
+        self.report["constraint_experiment"] = section
+        return section
+
+    def run_quality(self, data: Data = None) -> dict:
+        """Data quality of the input (runs batch mode first if it has not run)."""
+        source = self._source(data)
+        if self._batch is None:
+            self.run_batch(data)
+        self.report["quality"] = build_quality(source, self._batch)
+        return self.report["quality"]
+
+    def run_all(self, data: Data = None) -> dict:
+        """Batch, streaming, benchmark, sweep and quality, then every artifact."""
+        self.run_batch(data)
+        self.run_streaming(data)
+        self.benchmark(data)
+        self.run_constraint_experiment(data)
+        self.run_quality(data)
+        self.write_artifacts()
+        return self.report
+
+    def write_artifacts(self) -> Path:
+        """Write the artifacts of every stage that has run into ``output_dir``."""
+        out = self.output_dir
+        artifacts.prepare_output_dir(out)
+        if self._streaming is not None:
+            self._write_streaming(out)
+        if "benchmark" in self.report:
+            self._write_benchmark(out)
+        if "constraint_experiment" in self.report:
+            self._write_experiment(out)
+
+        # Versions are read last, once every library the run used has been imported.
+        self.report["reproducibility"] = reproducibility_section(self.config)
+        self.report["scaling"] = self._scaling()
+        ordered = {key: self.report[key] for key in REPORT_SECTIONS if key in self.report}
+        artifacts.write_json(out / "reports" / "pipeline_report.json", ordered)
+        artifacts.write_json(
+            out / "metadata" / "run_manifest.json", self.report["reproducibility"]
+        )
+        logger.info("artifacts written to %s", out)
+        return out
+
+    def _source(self, data: Data) -> InputSource:
+        source = as_source(sample_dataset_path() if data is None else data)
+        if self._fingerprinted != source.name or isinstance(data, pd.DataFrame):
+            self.report["dataset_fingerprint"] = fingerprint(source)
+            self._fingerprinted = source.name
+        return source
+
+    def _thread_limit(self):
+        # n_jobs bounds the BLAS / OpenMP thread pools of numpy and scikit-learn.
+        return threadpool_limits(limits=self.config.n_jobs)
+
+    def _spill_dir(self) -> Path:
+        spill_dir = self.output_dir / "intermediate"
+        spill_dir.mkdir(parents=True, exist_ok=True)
+        for stale in spill_dir.glob("stream_chunk_*_*.csv"):
+            stale.unlink()
+        return spill_dir
+
+    def _scaling(self) -> dict:
+        return {
+            "n_jobs": self.config.n_jobs,
+            "parallel_enabled": False,
+            "engine": "sequential",
+            "blas_threads_limit": self.config.n_jobs,
+            "note": "stages and sweep settings run one after another in one process; "
+            "n_jobs limits the numpy/scikit-learn thread pools",
+        }
+
+    def _write_streaming(self, out: Path) -> None:
+        records = self._streaming.chunk_records
+        chunks, profile = artifacts.chunk_tables(records)
+        artifacts.write_jsonl(out / "reports" / "streaming_chunks.jsonl", records)
+        artifacts.write_csv(out / "benchmarks" / "streaming_chunks.csv", chunks)
+        artifacts.write_csv(out / "profiles" / "operator_profile.csv", profile)
+
+    def _write_benchmark(self, out: Path) -> None:
+        significance = self.report["benchmark"]["significance"]
+        artifacts.write_csv(out / "benchmarks" / "significance_tests.csv", [significance])
+        artifacts.write_csv(out / "benchmarks" / "latency_vs_data_size.csv", self._data_size)
+
+    def _write_experiment(self, out: Path) -> None:
+        from .plots import write_tradeoff_plots  # plotting is only needed here
+
+        rows = pd.DataFrame(self.report["constraint_experiment"]["settings"])
+        artifacts.write_csv(out / "benchmarks" / "constraint_experiment.csv", rows)
+        artifacts.write_jsonl(out / "reports" / "constraint_experiment_log.jsonl", self._sweep_log)
+        artifacts.write_csv(
+            out / "benchmarks" / "throughput_vs_memory.csv",
+            rows[
+                [
+                    "memory_limit_mb",
+                    "chunk_size",
+                    "compute_limit",
+                    "throughput_rows_s",
+                    "peak_memory_mb",
+                    "chunks_over_budget",
+                    "retries",
+                ]
+            ],
+        )
+        artifacts.write_csv(
+            out / "benchmarks" / "resource_vs_accuracy.csv",
+            rows[
+                [
+                    "chunk_size",
+                    "memory_limit_mb",
+                    "compute_limit",
+                    "measured_cpu_utilization",
+                    "model_accuracy_r2",
+                    "model_rmse",
+                    "preprocessing_latency_s",
+                    "training_time_s",
+                ]
+            ],
+        )
+        write_tradeoff_plots(rows, out / "benchmarks")

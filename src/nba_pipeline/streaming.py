@@ -1,0 +1,400 @@
+"""Streaming mode: two passes over the input in chunks, under a memory and compute budget.
+
+Pass 1 (fit) derives each chunk's features and adds the training rows to the shared
+:class:`~nba_pipeline.fit_state.FitAccumulator`.  Pass 2 (transform) derives them again,
+transforms them with the one fitted state, feeds the training rows to the online model and
+keeps the held-out rows for scoring.  Every chunk of pass 2 leaves a record.
+
+Memory: RSS is sampled after every operator.  When a sample is over ``max_memory_mb`` and
+adaptive resizing is on, the attempt is abandoned before anything is committed (rolling
+state, accumulator, model and buffers are untouched), the chunk is halved, the second half
+goes back to the reader, and the first half is retried after a short back-off, up to
+``max_chunk_retries`` times and never below ``min_chunk_size`` rows.  The size a chunk
+settles on carries forward; it doubles back towards ``chunk_size`` after chunks that peak
+under three quarters of the budget.  Rows are therefore processed exactly once.
+
+Compute: after every chunk the loop pauses so that busy time over elapsed time equals
+``max_compute_units`` (see :class:`~nba_pipeline.resources.DutyCycleThrottle`).
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .config import PipelineConfig
+from .features import RollingSalary
+from .fit_state import FitAccumulator, FittedState
+from .ingestion import ChunkReader, InputSource, ParsedChunk, RawChunk, parse_chunk
+from .models import OnlineSalaryModel, score
+from .resources import (
+    CpuClock,
+    DutyCycleThrottle,
+    EnergyMeter,
+    MemoryBudgetExceeded,
+    MemoryWatch,
+    rss_mb,
+)
+from .transform import OPERATORS, derive_features, transform_features
+
+logger = logging.getLogger(__name__)
+
+BACKOFF_S = 0.001
+GROWTH_HEADROOM = 0.75
+
+
+@dataclass
+class StreamingResult:
+    """The report section, the per-chunk records, and (on request) the feature matrix."""
+
+    section: dict
+    chunk_records: list[dict]
+    state: FittedState
+    quarantine: pd.DataFrame
+    matrix: pd.DataFrame | None = None
+    targets: pd.Series | None = None
+
+
+@dataclass
+class ChunkSizer:
+    """The chunk size in force: shrinks on memory pressure, grows back with headroom."""
+
+    configured: int
+    floor: int
+    adaptive: bool
+    max_retries: int
+    current: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.current = self.configured
+
+    def can_split(self, rows: int, retries: int) -> bool:
+        return self.adaptive and retries < self.max_retries and rows > self.floor
+
+    def shrink(self, rows: int) -> int:
+        self.current = max(self.floor, rows // 2)
+        return self.current
+
+    def after_success(self, peak_mb: float, budget_mb: float) -> None:
+        headroom = peak_mb < GROWTH_HEADROOM * budget_mb
+        if self.adaptive and self.current < self.configured and headroom:
+            self.current = min(self.configured, self.current * 2)
+
+
+class _Budget:
+    """The limits of one streaming run and the meters that enforce and measure them."""
+
+    def __init__(self, config: PipelineConfig) -> None:
+        self.watch = MemoryWatch(config.max_memory_mb)
+        self.throttle = DutyCycleThrottle(config.max_compute_units)
+        self.sizer = ChunkSizer(
+            configured=config.chunk_size,
+            floor=min(config.min_chunk_size, config.chunk_size),
+            adaptive=config.adaptive_chunk_resize,
+            max_retries=config.max_chunk_retries,
+        )
+
+
+def run_streaming(
+    source: InputSource,
+    config: PipelineConfig,
+    spill_dir: Path | None = None,
+    keep_matrix: bool = False,
+) -> StreamingResult:
+    """Run both passes and return the report section and the chunk records."""
+    budget = _Budget(config)
+    clock, energy = CpuClock(), EnergyMeter()
+    started = time.perf_counter()
+
+    state, fit_stats = _fit_pass(source, config, budget)
+    fit_s = time.perf_counter() - started
+    stream = _TransformPass(source, config, state, budget, spill_dir, keep_matrix)
+    stream.run()
+    wall_s = time.perf_counter() - started
+
+    model = stream.model
+    model_updates_s = model.flush()
+    budget.throttle.pause_after(model_updates_s)
+    preprocessing_s = wall_s - stream.training_wall_s - stream.spill_s
+    predictions = model.predict(np.vstack(stream.test_X)) if stream.test_X else np.array([])
+    y_test = np.concatenate(stream.test_y) if stream.test_y else np.array([])
+
+    rows = sum(record["rows"] for record in stream.records)
+    section = {
+        "latency_s": preprocessing_s,
+        "throughput_rows_s": rows / preprocessing_s if preprocessing_s > 0 else None,
+        "rows": rows,
+        "rows_processed": sum(record["rows_processed"] for record in stream.records),
+        "rows_quarantined": sum(record["rows_quarantined"] for record in stream.records),
+        "chunks": len(stream.records),
+        "fit_pass_s": fit_s,
+        "transform_pass_s": wall_s - fit_s - stream.training_wall_s - stream.spill_s,
+        "spill_s": stream.spill_s,
+        "operator_profile_s": _operator_totals(stream.records),
+        "configured_chunk_size": config.chunk_size,
+        "batch_size": config.batch_size,
+        "final_chunk_size": budget.sizer.current,
+        "adaptive_chunk_resize": config.adaptive_chunk_resize,
+        "memory": _memory_section(budget, stream.records, fit_stats),
+        "compute": _compute_section(budget, clock),
+        "energy": energy.report(),
+        "model": {
+            "kind": "SGDRegressor.partial_fit (averaged, standardised target)",
+            **score(y_test, predictions),
+            "training_time_s": model.training_time_s,
+            "n_train": model.rows_learned,
+            "updates": model.updates,
+            "update_batch_size": config.batch_size,
+            **model.prequential(),
+        },
+        "chunk_metrics": stream.records,
+    }
+    logger.info(
+        "streaming: %d rows in %d chunks, %.3f s preprocessing, r2 %s",
+        rows,
+        len(stream.records),
+        preprocessing_s,
+        section["model"]["r2"],
+    )
+    return StreamingResult(
+        section=section,
+        chunk_records=stream.records,
+        state=state,
+        quarantine=stream.quarantine(),
+        matrix=pd.concat(stream.matrix_parts) if keep_matrix and stream.matrix_parts else None,
+        targets=pd.concat(stream.target_parts) if keep_matrix and stream.target_parts else None,
+    )
+
+
+def _fit_pass(source: InputSource, config: PipelineConfig, budget: _Budget):
+    """Pass 1: accumulate the training statistics chunk by chunk."""
+    accumulator = FitAccumulator()
+    rolling = RollingSalary(config.rolling_window)
+
+    def derive(frame: ParsedChunk):
+        trial = rolling.copy()
+        derived = derive_features(
+            frame, trial, config.random_seed, config.test_fraction, budget.watch.checkpoint
+        )
+        return derived, trial
+
+    stats = {"chunks": 0, "memory_exceeded_chunks": 0, "retries": 0}
+    with ChunkReader(source) as reader:
+        for _raw, (derived, trial), outcome in _adaptive_chunks(reader, budget, derive):
+            accumulator.update(derived.features, derived.is_train)
+            rolling = trial
+            stats["chunks"] += 1
+            stats["memory_exceeded_chunks"] += outcome.exceeded
+            stats["retries"] += outcome.retries
+            budget.throttle.pause_after(outcome.busy_s)
+    return accumulator.finalize(config.correlation_threshold), stats
+
+
+@dataclass
+class ChunkOutcome:
+    """How one chunk went: retries, whether memory went over budget, time and memory."""
+
+    retries: int
+    exceeded: bool
+    memory_before_mb: float
+    busy_s: float
+    parse_s: float
+
+
+def _adaptive_chunks(reader: ChunkReader, budget: _Budget, work):
+    """Yield ``(raw_chunk, work(frame), outcome)`` for every chunk, splitting on breaches.
+
+    ``work`` must not change any state the caller keeps: the caller commits its result
+    after the yield.  When ``work`` raises :class:`MemoryBudgetExceeded` the chunk is
+    halved, the second half is put back into the reader, and the first half is retried
+    after a short back-off; nothing of the abandoned attempt survives.
+    """
+    while True:
+        raw_chunk = reader.take(budget.sizer.current)
+        if not len(raw_chunk):
+            return
+        retries, exceeded = 0, False
+        while True:
+            budget.watch.start_chunk(armed=budget.sizer.can_split(len(raw_chunk), retries))
+            memory_before = rss_mb()
+            started = time.perf_counter()
+            frame = parse_chunk(reader.header, raw_chunk, reader.columns)
+            parse_s = time.perf_counter() - started
+            try:
+                result = work(frame)
+            except MemoryBudgetExceeded as breach:
+                head, tail = raw_chunk.split(budget.sizer.shrink(len(raw_chunk)))
+                reader.put_back(tail)
+                logger.info(
+                    "chunk of %d rows: %s; retrying with %d rows",
+                    len(raw_chunk),
+                    breach,
+                    len(head),
+                )
+                raw_chunk, retries, exceeded = head, retries + 1, True
+                gc.collect()
+                time.sleep(BACKOFF_S * 2**retries)
+                continue
+            busy_s = time.perf_counter() - started
+            exceeded = exceeded or budget.watch.exceeded
+            yield (
+                raw_chunk,
+                result,
+                ChunkOutcome(retries, exceeded, memory_before, busy_s, parse_s),
+            )
+            break
+
+
+class _TransformPass:
+    """Pass 2: transform every chunk with the fitted state and train the online model."""
+
+    def __init__(self, source, config, state, budget, spill_dir, keep_matrix) -> None:
+        self.source, self.config, self.state, self.budget = source, config, state, budget
+        self.spill_dir, self.keep_matrix = spill_dir, keep_matrix
+        self.model = OnlineSalaryModel(
+            config.batch_size, state.target_mean, state.target_scale, config.random_seed
+        )
+        self.records: list[dict] = []
+        self.test_X: list[np.ndarray] = []
+        self.test_y: list[np.ndarray] = []
+        self.matrix_parts: list[pd.DataFrame] = []
+        self.target_parts: list[pd.Series] = []
+        self.quarantine_parts: list[pd.DataFrame] = []
+        self.training_wall_s = 0.0
+        self.spill_s = 0.0
+
+    def run(self) -> None:
+        rolling = RollingSalary(self.config.rolling_window)
+
+        def transform(frame: ParsedChunk):
+            trial = rolling.copy()
+            checkpoint = self.budget.watch.checkpoint
+            derived = derive_features(
+                frame, trial, self.config.random_seed, self.config.test_fraction, checkpoint
+            )
+            return transform_features(derived, self.state, checkpoint), trial
+
+        with ChunkReader(self.source) as reader:
+            for raw_chunk, (transformed, trial), outcome in _adaptive_chunks(
+                reader, self.budget, transform
+            ):
+                rolling = trial
+                transformed.timings["preprocess_s"] += outcome.parse_s
+                self._commit(raw_chunk, transformed, outcome)
+
+    def quarantine(self) -> pd.DataFrame:
+        parts = [part for part in self.quarantine_parts if not part.empty]
+        if not parts:
+            return pd.DataFrame(columns=["line", "reason", "raw"])
+        return pd.concat(parts, ignore_index=True)
+
+    def _commit(self, raw_chunk: RawChunk, transformed, outcome: ChunkOutcome) -> None:
+        chunk_id = len(self.records) + 1
+        train = transformed.is_train
+        X, y = transformed.X, transformed.y
+
+        started = time.perf_counter()
+        update_s = self.model.add(X[train], y[train])
+        self.budget.throttle.pause_after(update_s)
+        self.training_wall_s += time.perf_counter() - started
+        self.test_X.append(X[~train])
+        self.test_y.append(y[~train])
+        if self.keep_matrix:
+            self.matrix_parts.append(transformed.frame())
+            self.target_parts.append(pd.Series(y, index=transformed.frame().index, name="salary"))
+        self.quarantine_parts.append(transformed.quarantine)
+
+        spill_paths, spill_s = self._spill(chunk_id, transformed)
+        pause_s = self.budget.throttle.pause_after(outcome.busy_s)
+        self.records.append(
+            self._record(
+                chunk_id, raw_chunk, transformed, outcome, pause_s, update_s, spill_paths, spill_s
+            )
+        )
+        self.budget.sizer.after_success(
+            self.budget.watch.chunk_peak_mb, self.budget.watch.budget_mb
+        )
+
+    def _spill(self, chunk_id: int, transformed) -> tuple[dict, float]:
+        if self.spill_dir is None:
+            return {"X": None, "y": None}, 0.0
+        started = time.perf_counter()
+        self.spill_dir.mkdir(parents=True, exist_ok=True)
+        paths = {}
+        tables = {"X": transformed.frame(), "y": pd.DataFrame({"salary": transformed.y})}
+        for kind, table in tables.items():
+            path = self.spill_dir / f"stream_chunk_{chunk_id}_{kind}.csv"
+            temporary = path.with_name(path.name + ".tmp")
+            table.to_csv(temporary, index=False, lineterminator="\n")
+            os.replace(temporary, path)
+            paths[kind] = f"{self.spill_dir.name}/{path.name}"
+        spent = time.perf_counter() - started
+        self.spill_s += spent
+        return paths, spent
+
+    def _record(
+        self, chunk_id, raw_chunk, transformed, outcome, pause_s, update_s, spill_paths, spill_s
+    ) -> dict:
+        input_bytes = raw_chunk.input_bytes
+        return {
+            "chunk_id": chunk_id,
+            "rows": transformed.rows_read,
+            "rows_processed": int(len(transformed.X)),
+            "rows_quarantined": int(len(transformed.quarantine)),
+            "rows_train": int(transformed.is_train.sum()),
+            "first_line": raw_chunk.line_numbers[0],
+            "latency_s": outcome.busy_s,
+            "throughput_rows_s": transformed.rows_read / outcome.busy_s,
+            "batch_size": self.config.batch_size,
+            "chunk_size": len(raw_chunk),
+            "chunk_size_configured": self.config.chunk_size,
+            "memory_before_mb": outcome.memory_before_mb,
+            "memory_after_mb": rss_mb(),
+            "memory_peak_mb": self.budget.watch.chunk_peak_mb,
+            "memory_budget_mb": self.budget.watch.budget_mb,
+            "memory_exceeded": outcome.exceeded,
+            "retries": outcome.retries,
+            "spill_paths": spill_paths,
+            "spill_s": spill_s,
+            "operator_profile_s": transformed.timings,
+            "model_update_s": update_s,
+            "throttle_pause_s": pause_s,
+            "input_bytes": input_bytes,
+            "estimated_input_bandwidth_mb_s": input_bytes / 1e6 / outcome.busy_s,
+        }
+
+
+def _operator_totals(records: list[dict]) -> dict:
+    return {name: sum(r["operator_profile_s"][name] for r in records) for name in OPERATORS}
+
+
+def _memory_section(budget: _Budget, records: list[dict], fit_stats: dict) -> dict:
+    return {
+        "budget_mb": budget.watch.budget_mb,
+        "peak_rss_mb": budget.watch.peak_mb,
+        "samples": budget.watch.samples,
+        "chunks_over_budget": sum(r["memory_exceeded"] for r in records),
+        "retries": sum(r["retries"] for r in records),
+        "fit_pass_chunks_over_budget": fit_stats["memory_exceeded_chunks"],
+        "fit_pass_retries": fit_stats["retries"],
+        "measurement": "process RSS (psutil) sampled after every operator of every chunk",
+        "enforcement": "adaptive split-and-retry of the chunk when a sample exceeds the budget"
+        if budget.sizer.adaptive
+        else "measured only (adaptive chunk resize disabled)",
+    }
+
+
+def _compute_section(budget: _Budget, clock: CpuClock) -> dict:
+    return {
+        "cap": budget.throttle.cap,
+        "mechanism": budget.throttle.mechanism,
+        "throttle_pause_s": budget.throttle.paused_s,
+        **clock.utilization(),
+    }
