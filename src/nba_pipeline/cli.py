@@ -134,8 +134,9 @@ def synth_command(args: argparse.Namespace) -> int:
 
     if args.rows < 1:
         raise PipelineError(f"--rows must be >= 1, got {args.rows}")
-    time.perf_counter()
-    write_synthetic_csv(args.output, args.rows, args.seed)
+    started = time.perf_counter()
+    written = write_synthetic_csv(args.output, args.rows, args.seed)
+    print(f"wrote {written} rows to {args.output} in {time.perf_counter() - started:.2f} s")
     return 0
 
 
@@ -143,10 +144,19 @@ def _print_summary(report: dict, output_dir: Path, elapsed_s: float) -> None:
     for mode in ("batch", "streaming"):
         section = report.get(mode)
         if section:
-            section["model"]
+            model = section["model"]
+            print(
+                f"{mode:>9}: r2 {_fmt(model['r2'])}  rmse {_fmt(model['rmse'], 0)}  "
+                f"preprocessing {section['latency_s']:.3f} s "
+                f"({section['throughput_rows_s']:.0f} rows/s)"
+            )
     significance = report.get("benchmark", {}).get("significance")
     if significance:
-        pass
+        print(
+            f"benchmark: latency p={significance['latency_pvalue']:.3g} "
+            f"(smallest attainable {significance['latency_min_attainable_pvalue']:.3g})"
+        )
+    print(f"artifacts: {output_dir} ({elapsed_s:.1f} s)")
 
 
 def _fmt(value, digits: int = 3) -> str:
@@ -169,8 +179,10 @@ def main(argv: list[str] | None = None) -> int:
     except PipelineError as exc:
         if args.verbose:
             traceback.print_exc()
+        print(f"nba-pipeline: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
+        print("nba-pipeline: interrupted", file=sys.stderr)
         return 130
 
 

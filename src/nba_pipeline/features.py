@@ -38,6 +38,9 @@ NUMERIC_FEATURES = (
     "birth_month",
     "jersey",
 )
+# Continuous features checked for outliers with IQR fences; discrete codes such as the
+# draft round have quartiles that coincide, which would flag every uncommon value.
+OUTLIER_FEATURES = ("rating", "age", "height_m", "weight_kg", "bmi", "experience")
 CATEGORICAL_FEATURES = ("position", "country_group", "team")
 TARGET = "salary"
 DAYS_PER_YEAR = 365.25

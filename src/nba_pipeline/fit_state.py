@@ -18,7 +18,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .features import CATEGORICAL_FEATURES, NUMERIC_FEATURES, FeatureChunk
+from .features import CATEGORICAL_FEATURES, NUMERIC_FEATURES, OUTLIER_FEATURES, FeatureChunk
+
+_OUTLIER_INDICES = [NUMERIC_FEATURES.index(name) for name in OUTLIER_FEATURES]
 
 
 @dataclass
@@ -96,7 +98,7 @@ class FitAccumulator:
         self.n_rows += len(numeric)
         self._update_moments(numeric)
         self._update_pairs(numeric)
-        self.values.append(numeric)
+        self.values.append(numeric[:, _OUTLIER_INDICES])
         mask = pa.array(is_train)
         for column in CATEGORICAL_FEATURES:
             counts = pc.value_counts(features.categorical[column].filter(mask).drop_null())
@@ -177,7 +179,7 @@ class FitAccumulator:
     def _iqr_bounds(self) -> dict[str, tuple[float, float]]:
         values = np.vstack(self.values)
         bounds = {}
-        for i, name in enumerate(NUMERIC_FEATURES):
+        for i, name in enumerate(OUTLIER_FEATURES):
             column = values[:, i][~np.isnan(values[:, i])]
             if column.size == 0:
                 continue

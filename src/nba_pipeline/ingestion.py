@@ -132,9 +132,9 @@ class ChunkReader:
     def __init__(self, source: InputSource) -> None:
         self.source = source
         self._stream = source.open()
-        self._line = 1
         self._returned: deque[tuple[bytes, int]] = deque()
         self.header = self._stream.readline()
+        self._line = 2  # the header is line 1
         if not self.header.strip():
             self.close()
             raise InputDataError(f"input {source.name} is empty: expected a CSV header line")

@@ -52,9 +52,11 @@ class OnlineSalaryModel:
     """SGD linear regression on a standardised target, updated every ``batch_size`` rows.
 
     The target is standardised with the training mean and scale from the fitted state (so
-    no held-out salary is used); the learning rate decays as ``eta0 / t**0.25`` and the
+    no held-out salary is used); the learning rate decays as ``0.05 / t**0.25`` and the
     averaged weights are used for prediction, which makes a single pass over a few hundred
-    rows converge close to the batch solution.
+    rows converge close to the batch solution.  These settings had the lowest prequential
+    (training-rows-only) error among the schedules tried on the NBA2K table and on the
+    packaged sample.
     """
 
     def __init__(self, batch_size: int, target_mean: float, target_scale: float, seed: int):
@@ -66,7 +68,7 @@ class OnlineSalaryModel:
             penalty="l2",
             alpha=1e-4,
             learning_rate="invscaling",
-            eta0=0.02,
+            eta0=0.05,
             power_t=0.25,
             average=True,
             random_state=seed,

@@ -16,6 +16,7 @@ import logging
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 from threadpoolctl import threadpool_limits
 
 from . import artifacts
@@ -146,7 +147,8 @@ class PipelineRunner:
         return source
 
     def _thread_limit(self):
-        # n_jobs bounds the BLAS / OpenMP thread pools of numpy and scikit-learn.
+        # n_jobs bounds the BLAS / OpenMP pools of numpy and scikit-learn and Arrow's pool.
+        pa.set_cpu_count(self.config.n_jobs)
         return threadpool_limits(limits=self.config.n_jobs)
 
     def _spill_dir(self) -> Path:

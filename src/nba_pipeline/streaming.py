@@ -312,6 +312,7 @@ class _TransformPass:
         self.quarantine_parts.append(transformed.quarantine)
 
         spill_paths, spill_s = self._spill(chunk_id, transformed)
+        self.budget.watch.sample()
         pause_s = self.budget.throttle.pause_after(outcome.busy_s)
         self.records.append(
             self._record(
