@@ -259,3 +259,16 @@ def head_source(source: InputSource, rows: int) -> InputSource:
         chunk = reader.take(rows)
         data = reader.header + b"".join(chunk.records)
     return InputSource(name=f"{source.name} (first {len(chunk)} rows)", data=data)
+
+
+def require_columns(source: InputSource, required: tuple[str, ...]) -> list[str]:
+    """The input's columns; fails before any work when a required one is absent."""
+    with ChunkReader(source) as reader:
+        columns = reader.columns
+    absent = [name for name in required if name not in columns]
+    if absent:
+        raise InputDataError(
+            f"input {source.name} lacks required column(s) {', '.join(map(repr, absent))}; "
+            f"its header has {', '.join(columns)}"
+        )
+    return columns

@@ -24,11 +24,12 @@ from .batch import BatchResult, run_batch
 from .benchmark import run_benchmark
 from .config import PipelineConfig
 from .experiment import latency_vs_data_size, run_constraint_sweep
-from .ingestion import InputSource, as_source, fingerprint
+from .ingestion import InputSource, as_source, fingerprint, require_columns
 from .quality import build_quality
 from .reproducibility import reproducibility_section
 from .streaming import StreamingResult, run_streaming
 from .synth import sample_dataset_path
+from .validation import REQUIRED_COLUMNS
 
 logger = logging.getLogger(__name__)
 
@@ -141,6 +142,7 @@ class PipelineRunner:
 
     def _source(self, data: Data) -> InputSource:
         source = as_source(sample_dataset_path() if data is None else data)
+        require_columns(source, REQUIRED_COLUMNS)
         if self._fingerprinted != source.name or isinstance(data, pd.DataFrame):
             self.report["dataset_fingerprint"] = fingerprint(source)
             self._fingerprinted = source.name
