@@ -6,7 +6,6 @@ whose methods run one part of the work and return the report section it produced
 
 from .config import PipelineConfig
 from .errors import ConfigError, InputDataError, OutputError, PipelineError
-from .runner import PipelineRunner
 
 __all__ = [
     "ConfigError",
@@ -17,3 +16,13 @@ __all__ = [
     "PipelineRunner",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # The runner pulls in scikit-learn and scipy; import it only when it is asked for, so
+    # that the command line answers configuration errors quickly.
+    if name == "PipelineRunner":
+        from .runner import PipelineRunner
+
+        return PipelineRunner
+    raise AttributeError(f"module 'nba_pipeline' has no attribute {name!r}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -170,15 +171,19 @@ def _coerced(config: PipelineConfig) -> dict[str, Any]:
 
 
 def _as_int(key: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+    if not _is_finite_number(value) or value != int(value):
         raise ConfigError(f"{key} must be an integer, got {value!r}")
     return int(value)
 
 
 def _as_float(key: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{key} must be a number, got {value!r}")
+    if not _is_finite_number(value):
+        raise ConfigError(f"{key} must be a finite number, got {value!r}")
     return float(value)
+
+
+def _is_finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _validate(config: PipelineConfig) -> None:

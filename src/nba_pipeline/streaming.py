@@ -194,6 +194,7 @@ def _fit_pass(source: InputSource, config: PipelineConfig, budget: _Budget):
             stats["memory_exceeded_chunks"] += outcome.exceeded
             stats["retries"] += outcome.retries
             budget.throttle.pause_after(outcome.busy_s)
+            budget.sizer.after_success(budget.watch.chunk_peak_mb, budget.watch.budget_mb)
     return accumulator.finalize(config.correlation_threshold), stats
 
 

@@ -1,0 +1,177 @@
+"""Shared fixtures: the real table (through NBA_PIPELINE_REAL_DATA only), the packaged sample,
+and small raw CSV files written by the tests themselves."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+
+import pytest
+
+from nba_pipeline.synth import HEADER, sample_dataset_path
+
+REAL_DATA_ENV = "NBA_PIPELINE_REAL_DATA"
+
+# One well-formed raw row in the real table's formats (LeBron James' NBA2k20 row).
+BASE_ROW: dict[str, str] = {
+    "full_name": "LeBron James",
+    "rating": "97",
+    "jersey": "#23",
+    "team": "Los Angeles Lakers",
+    "position": "F",
+    "b_day": "12/30/84",
+    "height": "6-9 / 2.06",
+    "weight": "250 lbs. / 113.4 kg.",
+    "salary": "$37436858",
+    "country": "USA",
+    "draft_year": "2003",
+    "draft_round": "1",
+    "draft_peak": "1",
+    "college": "",
+    "version": "NBA2k20",
+}
+
+
+@pytest.fixture
+def real_data_path() -> Path:
+    """Path of the real nba2k-full.csv, taken from NBA_PIPELINE_REAL_DATA; skips when unset."""
+    value = os.environ.get(REAL_DATA_ENV)
+    if not value:
+        pytest.skip(f"{REAL_DATA_ENV} is not set: tests on the real NBA2K table are skipped")
+    path = Path(value)
+    if not path.is_file():
+        pytest.fail(f"{REAL_DATA_ENV}={value!r} does not name a readable file")
+    return path
+
+
+@pytest.fixture
+def sample_path() -> Path:
+    """The packaged synthetic sample (400 rows), available everywhere."""
+    return sample_dataset_path()
+
+
+def write_raw_csv(path: Path, rows: Iterable[Mapping[str, str]]) -> Path:
+    """Write rows (each a partial mapping over BASE_ROW) as a raw CSV with the real header."""
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(HEADER), lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({**BASE_ROW, **row})
+    return path
+
+
+@pytest.fixture
+def raw_csv(tmp_path: Path) -> Callable[..., Path]:
+    """Factory: ``raw_csv([{"height": "6-9"}, ...], name="x.csv")`` writes a CSV in tmp_path.
+
+    Every row starts from BASE_ROW and the given fields replace its values, so a test only
+    spells out the cells it is about.  The first data row is on file line 2.
+    """
+
+    def make(rows: Iterable[Mapping[str, str]], name: str = "players.csv") -> Path:
+        return write_raw_csv(tmp_path / name, rows)
+
+    return make
+
+
+# --------------------------------------------------------------------------------------
+# The artifact contract of a finished `nba-pipeline run` (used by test_cli and the real run)
+# --------------------------------------------------------------------------------------
+
+REPORT_SECTIONS = (
+    "dataset_fingerprint",
+    "reproducibility",
+    "batch",
+    "streaming",
+    "benchmark",
+    "constraint_experiment",
+    "quality",
+    "scaling",
+)
+TRADEOFF_PLOTS = (
+    "latency_vs_accuracy.png",
+    "memory_vs_accuracy.png",
+    "latency_memory_accuracy.png",
+)
+CHECK_ARTIFACTS_TOOL = Path("/work/shared/tools/check_artifacts.py")
+
+
+def assert_artifact_contract(out: Path, *, spill: bool, dataset_rows: int | None = None) -> dict:
+    """Assert the essentials of a full run's output directory and return its report.
+
+    Every report section in order, manifest == report['reproducibility'], JSON lines written
+    with the standard separators, chunk rows adding up to the dataset, one spilled X and y
+    per chunk (y with the single header ``salary``) and the three plots.
+    """
+    report = json.loads((out / "reports" / "pipeline_report.json").read_text(encoding="utf-8"))
+    assert list(report) == list(REPORT_SECTIONS)
+    manifest = json.loads((out / "metadata" / "run_manifest.json").read_text(encoding="utf-8"))
+    assert manifest == report["reproducibility"]
+    rows = report["dataset_fingerprint"]["row_count"]
+    if dataset_rows is not None:
+        assert rows == dataset_rows
+
+    lines = (out / "reports" / "streaming_chunks.jsonl").read_text(encoding="utf-8").splitlines()
+    records = [json.loads(line) for line in lines]
+    assert records
+    for line, record in zip(lines, records, strict=True):
+        assert '"memory_exceeded": ' in line
+        assert line == json.dumps(record)  # ", " and ": " separators, one record per line
+    assert len(records) == len(report["streaming"]["chunk_metrics"])
+    assert sum(record["rows"] for record in records) == rows
+
+    if spill:
+        spilled = sorted((out / "intermediate").glob("stream_chunk_*_*.csv"))
+        assert len(spilled) == 2 * len(records)
+        for record in records:
+            chunk_id = record["chunk_id"]
+            assert record["spill_paths"] == {
+                "X": f"intermediate/stream_chunk_{chunk_id}_X.csv",
+                "y": f"intermediate/stream_chunk_{chunk_id}_y.csv",
+            }
+            y_lines = (out / record["spill_paths"]["y"]).read_text(encoding="utf-8").splitlines()
+            assert y_lines[0] == "salary"
+            assert "salary" not in y_lines[1:]
+            assert len(y_lines) - 1 == record["rows"]
+            x_lines = (out / record["spill_paths"]["X"]).read_text(encoding="utf-8").splitlines()
+            assert len(x_lines) - 1 == record["rows"]
+
+    for name in TRADEOFF_PLOTS:
+        assert (out / "benchmarks" / name).read_bytes().startswith(b"\x89PNG\r\n\x1a\n"), name
+    return report
+
+
+def run_check_artifacts(out: Path, *, spill: bool, dataset_rows: int | None = None) -> str:
+    """Run the shared contract checker on ``out``; skips when this machine lacks it."""
+    if not CHECK_ARTIFACTS_TOOL.is_file():
+        pytest.skip(f"{CHECK_ARTIFACTS_TOOL} is not on this machine")
+    command = [sys.executable, str(CHECK_ARTIFACTS_TOOL), str(out)]
+    command += ["--spill"] if spill else []
+    command += ["--dataset-rows", str(dataset_rows)] if dataset_rows is not None else []
+    checked = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert checked.stdout.strip().splitlines()[-1].endswith(" 0 failed")
+    return checked.stdout
+
+
+@pytest.fixture
+def artifact_contract() -> Callable[..., dict]:
+    """``artifact_contract(out, spill=True, dataset_rows=439)`` asserts the essentials."""
+    return assert_artifact_contract
+
+
+@pytest.fixture
+def check_artifacts_tool() -> Callable[..., str]:
+    """``check_artifacts_tool(out, spill=True)`` runs the shared checker or skips."""
+    return run_check_artifacts
+
+
+@pytest.fixture(scope="session")
+def write_csv() -> Callable[[Path, Iterable[Mapping[str, str]]], Path]:
+    """The writer behind ``raw_csv``, for fixtures with a wider scope than one test."""
+    return write_raw_csv
