@@ -156,6 +156,9 @@ def _render(data: pd.DataFrame, spec: PlotSpec) -> Figure:
     missing = "" if np.isfinite(colours).all() else ", hollow = missing"
     colourbar.set_label(spec.colour_label + missing)
     _annotate_chunk_sizes(axes, data, spec)
+    _widen_flat_axis(axes.set_xlim, data[spec.x].to_numpy())
+    _widen_flat_axis(axes.set_ylim, data[spec.y].to_numpy())
+    axes.ticklabel_format(useOffset=False)
     axes.set_xlabel(spec.x_label)
     axes.set_ylabel(spec.y_label)
     axes.set_title(_title(data, spec))
@@ -168,12 +171,23 @@ def _colour_norm(values: np.ndarray) -> Normalize:
     finite = values[np.isfinite(values)]
     if finite.size == 0:
         return Normalize(vmin=0.0, vmax=1.0)
+    return Normalize(*_padded_range(finite))
+
+
+def _padded_range(finite: np.ndarray) -> tuple[float, float]:
+    """Min and max, widened when the values are equal or differ only by rounding, so that
+    floating-point noise is never drawn as if it were a difference."""
     low, high = float(finite.min()), float(finite.max())
-    if low == high:
-        # A single setting (or all equal) would give a zero-width colour bar.
+    if high - low <= 1e-9 * max(abs(low), abs(high), 1.0):
         pad = abs(low) * 0.05 or 0.5
         low, high = low - pad, high + pad
-    return Normalize(vmin=low, vmax=high)
+    return low, high
+
+
+def _widen_flat_axis(set_limits, values: np.ndarray) -> None:
+    finite = values[np.isfinite(values)]
+    if finite.size and finite.max() - finite.min() <= 1e-9 * max(abs(finite).max(), 1.0):
+        set_limits(*_padded_range(finite))
 
 
 def _annotate_chunk_sizes(axes, data: pd.DataFrame, spec: PlotSpec) -> None:
