@@ -241,14 +241,17 @@ def test_flags_override_the_template_and_the_rest_is_kept(tmp_path):
         "--disable-adaptive-chunk-resize",
         cwd=tmp_path,
     )
-    reproducibility = read_report(tmp_path / "out")["reproducibility"]
+    report = read_report(tmp_path / "out")
+    reproducibility = report["reproducibility"]
     config = reproducibility["config"]
     # Given on the command line.
     assert config["chunk_size"] == 32
     assert config["random_seed"] == 7 == reproducibility["random_seed"]
     assert config["spill_to_disk"] is False
     assert config["adaptive_chunk_resize"] is False
-    assert config["output_dir"] == "out"
+    # Where a run was written is not part of how it ran, so the manifest leaves it out.
+    assert "output_dir" not in config
+    assert report["run"]["output_dir"] == "out"
     # Not given: the template's values survive.
     assert config["batch_size"] == 96
     assert config["n_jobs"] == 1
@@ -280,8 +283,9 @@ def test_profile_and_template_give_the_same_config(edge_batch_runs):
     by_template = read_report(edge_batch_runs["config"])
     config = by_profile["reproducibility"]["config"]
     assert config == by_template["reproducibility"]["config"]
-    assert config == PipelineConfig.from_profile("edge").to_dict()
-    assert config["output_dir"] == "artifacts_edge"
+    expected = PipelineConfig.from_profile("edge").to_dict()
+    assert by_profile["run"]["output_dir"] == expected.pop("output_dir") == "artifacts_edge"
+    assert config == expected
     # Same config, same data, same seed: the same model.
     assert by_profile["batch"]["model"]["r2"] == by_template["batch"]["model"]["r2"]
 

@@ -119,3 +119,81 @@ def chunk_tables(records: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
         ]
     )
     return chunks, profile
+
+
+LOCK_NAME = ".nba-pipeline.lock"
+
+
+class OutputDirLock:
+    """Exclusive hold of an output directory by one live run, re-entrant within it.
+
+    The lock file holds the holder's process id.  A lock left by a process that no longer
+    exists (killed, crashed) is taken over; one held by a live process stops the run with a
+    message naming it.  Taking the lock also removes temporary files that an interrupted
+    run left behind, so only complete artifacts remain.
+    """
+
+    def __init__(self, output_dir: Path) -> None:
+        self.output_dir = Path(output_dir)
+        self.path = self.output_dir / LOCK_NAME
+        self._depth = 0
+
+    def __enter__(self) -> OutputDirLock:
+        if self._depth == 0:
+            prepare_output_dir(self.output_dir)
+            self._acquire()
+            _remove_stale_temporaries(self.output_dir)
+        self._depth += 1
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._depth -= 1
+        if self._depth == 0:
+            self.path.unlink(missing_ok=True)
+
+    def _acquire(self) -> None:
+        for _ in range(2):
+            try:
+                descriptor = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = _lock_holder(self.path)
+                if holder is not None and _is_alive(holder):
+                    raise OutputError(
+                        f"output directory {self.output_dir} is in use by another run (pid "
+                        f"{holder}); choose another --output-dir or wait for it to finish"
+                    ) from None
+                logger.warning(
+                    "taking over the lock of finished process %s in %s", holder, self.output_dir
+                )
+                self.path.unlink(missing_ok=True)
+                continue
+            with os.fdopen(descriptor, "w") as handle:
+                handle.write(f"{os.getpid()}\n")
+            return
+        raise OutputError(f"could not lock output directory {self.output_dir}")
+
+
+def _lock_holder(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _is_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale_temporaries(output_dir: Path) -> None:
+    for stale in output_dir.rglob("*.tmp"):
+        if stale.is_file():
+            stale.unlink()
+            logger.info("removed %s left by an interrupted run", stale)

@@ -21,14 +21,26 @@ _DEPENDENCIES = {
 }
 
 
+# Where a run writes is not part of how it runs: two runs of the same configuration into
+# different folders must have byte-identical manifests.
+_NOT_IN_MANIFEST = ("output_dir",)
+
+
 def reproducibility_section(config: PipelineConfig) -> dict:
-    """Seed, interpreter, platform, full configuration and the imported libraries' versions."""
+    """Seed, interpreter, platform, configuration and the imported libraries' versions.
+
+    Deterministic for a given configuration on a given machine: no timestamps and no
+    paths, so ``diff`` of two manifests is empty when the runs are repeatable.
+    """
+    settings = {
+        key: value for key, value in config.to_dict().items() if key not in _NOT_IN_MANIFEST
+    }
     return {
         "random_seed": config.random_seed,
         "python_version": platform.python_version(),
         "platform": platform.platform(),
         "package_version": _version("nba-pipeline"),
-        "config": config.to_dict(),
+        "config": settings,
         "dependencies": imported_versions(),
     }
 

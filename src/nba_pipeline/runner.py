@@ -20,12 +20,14 @@ import pyarrow as pa
 from threadpoolctl import threadpool_limits
 
 from . import artifacts
+from .artifacts import OutputDirLock
 from .batch import BatchResult, run_batch
 from .benchmark import run_benchmark
 from .config import PipelineConfig
 from .experiment import latency_vs_data_size, run_constraint_sweep
 from .ingestion import InputSource, as_source, fingerprint, require_columns
 from .quality import build_quality
+from .report_fields import field_kinds
 from .reproducibility import reproducibility_section
 from .streaming import StreamingResult, run_streaming
 from .synth import sample_dataset_path
@@ -43,6 +45,8 @@ REPORT_SECTIONS = (
     "constraint_experiment",
     "quality",
     "scaling",
+    "run",
+    "field_kinds",
 )
 
 
@@ -57,6 +61,7 @@ class PipelineRunner:
         self._sweep_log: list[dict] = []
         self._data_size: list[dict] = []
         self._fingerprinted: str | None = None
+        self._lock = OutputDirLock(self.output_dir)
 
     @property
     def output_dir(self) -> Path:
@@ -73,8 +78,8 @@ class PipelineRunner:
     def run_streaming(self, data: Data = None) -> dict:
         """Streaming mode, spilling chunks when configured; returns the ``streaming`` section."""
         source = self._source(data)
-        spill_dir = self._spill_dir() if self.config.spill_to_disk else None
-        with self._thread_limit():
+        with self.holding_output_dir(), self._thread_limit():
+            spill_dir = self._spill_dir() if self.config.spill_to_disk else None
             self._streaming = run_streaming(source, self.config, spill_dir=spill_dir)
         self.report["streaming"] = self._streaming.section
         return self._streaming.section
@@ -110,18 +115,26 @@ class PipelineRunner:
 
     def run_all(self, data: Data = None) -> dict:
         """Batch, streaming, benchmark, sweep and quality, then every artifact."""
-        self.run_batch(data)
-        self.run_streaming(data)
-        self.benchmark(data)
-        self.run_constraint_experiment(data)
-        self.run_quality(data)
-        self.write_artifacts()
+        with self.holding_output_dir():
+            self.run_batch(data)
+            self.run_streaming(data)
+            self.benchmark(data)
+            self.run_constraint_experiment(data)
+            self.run_quality(data)
+            self.write_artifacts()
         return self.report
+
+    def holding_output_dir(self) -> OutputDirLock:
+        """Hold ``output_dir`` for this run: another live run cannot write into it."""
+        return self._lock
 
     def write_artifacts(self) -> Path:
         """Write the artifacts of every stage that has run into ``output_dir``."""
+        with self.holding_output_dir():
+            return self._write_artifacts()
+
+    def _write_artifacts(self) -> Path:
         out = self.output_dir
-        artifacts.prepare_output_dir(out)
         if self._streaming is not None:
             self._write_streaming(out)
         if "benchmark" in self.report:
@@ -132,6 +145,11 @@ class PipelineRunner:
         # Versions are read last, once every library the run used has been imported.
         self.report["reproducibility"] = reproducibility_section(self.config)
         self.report["scaling"] = self._scaling()
+        self.report["run"] = {
+            "output_dir": str(self.config.output_dir),
+            "input": self._fingerprinted,
+        }
+        self.report["field_kinds"] = field_kinds()
         ordered = {key: self.report[key] for key in REPORT_SECTIONS if key in self.report}
         artifacts.write_json(out / "reports" / "pipeline_report.json", ordered)
         artifacts.write_json(

@@ -1,0 +1,147 @@
+"""Artifacts are never half-written, and one live run holds an output directory."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from nba_pipeline.artifacts import LOCK_NAME, OutputDirLock, write_json
+from nba_pipeline.errors import OutputError
+
+SMALL_RUN = {
+    "benchmark_runs": 2,
+    "max_compute_units": 1.0,
+    "max_memory_mb": 4096,
+    "spill_to_disk": True,
+    "sweep_chunk_sizes": [32, 64],
+    "sweep_memory_limits_mb": [4096],
+    "sweep_compute_limits": [0.5, 1.0],
+    "data_size_fractions": [1.0],
+}
+
+
+def start_run(cwd: Path, output: str) -> subprocess.Popen:
+    template = cwd / "small.json"
+    template.write_text(json.dumps(SMALL_RUN))
+    command = [
+        sys.executable,
+        "-m",
+        "nba_pipeline.cli",
+        "run",
+        "--config",
+        str(template),
+        "--output-dir",
+        output,
+    ]
+    return subprocess.Popen(
+        command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def assert_every_artifact_complete(out: Path) -> None:
+    """Every JSON, JSON-lines and CSV file parses to the end; no temporary names remain
+    visible as artifacts."""
+    for path in out.rglob("*"):
+        if not path.is_file() or path.name == LOCK_NAME or path.suffix == ".tmp":
+            continue
+        text = path.read_text(encoding="utf-8") if path.suffix != ".png" else ""
+        if path.suffix == ".json":
+            json.loads(text)
+        elif path.suffix == ".jsonl":
+            assert text.endswith("\n"), path
+            for line in text.splitlines():
+                json.loads(line)
+        elif path.suffix == ".csv":
+            assert text.endswith("\n"), path
+            rows = list(csv.reader(text.splitlines()))
+            assert len({len(row) for row in rows}) == 1, path
+
+
+def test_a_write_is_all_or_nothing(tmp_path, monkeypatch):
+    target = tmp_path / "report.json"
+    write_json(target, {"complete": True})
+
+    def failing_replace(*_args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    with pytest.raises(OutputError, match="report.json"):
+        write_json(target, {"complete": False})
+    assert json.loads(target.read_text()) == {"complete": True}
+
+
+@pytest.mark.parametrize("delay_s", [0.5, 1.5, 2.5, 4.0])
+def test_kill_during_a_run_leaves_only_complete_artifacts(tmp_path, delay_s):
+    process = start_run(tmp_path, "out")
+    time.sleep(delay_s)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    out = tmp_path / "out"
+    if out.exists():
+        assert_every_artifact_complete(out)
+
+    # The killed run's lock is stale: the next run takes it over and completes.
+    rerun = start_run(tmp_path, "out")
+    _, stderr = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, stderr
+    assert_every_artifact_complete(out)
+    assert not list(out.rglob("*.tmp"))
+    assert not (out / LOCK_NAME).exists()
+
+
+def test_a_live_run_holds_its_output_directory(tmp_path):
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from nba_pipeline.artifacts import OutputDirLock\n"
+            "with OutputDirLock(sys.argv[1]):\n"
+            "    print('held', flush=True); time.sleep(60)",
+            str(tmp_path / "out"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        in_use = rf"in use by another run \(pid {holder.pid}\)"
+        with pytest.raises(OutputError, match=in_use), OutputDirLock(tmp_path / "out"):
+            pass
+
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "nba_pipeline.cli",
+                "run",
+                "--mode",
+                "batch",
+                "--output-dir",
+                str(tmp_path / "out"),
+            ],
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == 4
+        assert f"pid {holder.pid}" in result.stderr
+        assert "Traceback" not in result.stderr
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_the_lock_is_reentrant_and_released(tmp_path):
+    lock = OutputDirLock(tmp_path / "out")
+    with lock:
+        with lock:
+            assert (tmp_path / "out" / LOCK_NAME).read_text().strip() == str(os.getpid())
+        assert (tmp_path / "out" / LOCK_NAME).exists()
+    assert not (tmp_path / "out" / LOCK_NAME).exists()
