@@ -70,7 +70,9 @@ def test_defaults():
     assert config.output_dir == "artifacts"
     assert config.test_fraction == 0.2
     assert config.sweep_chunk_sizes == (32, 64, 256)
-    assert config.data_size_fractions == (0.25, 0.5, 0.75, 1.0)
+    assert config.data_size_fractions == (0.25, 0.5, 1.0)
+    assert config.min_chunk_size == 16
+    assert config.isolate_runs is True
 
 
 def test_field_names_start_with_the_template_keys():

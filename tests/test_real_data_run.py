@@ -93,9 +93,9 @@ def test_run_pipeline_script_matches_the_console_command(real_runs):
     by_script = read_report(real_runs["script"])
     cli_config = by_cli["reproducibility"]["config"]
     script_config = by_script["reproducibility"]["config"]
-    assert cli_config["output_dir"] == str(real_runs["cli"])
-    assert script_config["output_dir"] == str(real_runs["script"])
-    assert {**cli_config, "output_dir": None} == {**script_config, "output_dir": None}
+    assert by_cli["run"]["output_dir"] == str(real_runs["cli"])
+    assert by_script["run"]["output_dir"] == str(real_runs["script"])
+    assert cli_config == script_config
     assert cli_config["spill_to_disk"] is True
     assert cli_config["max_compute_units"] == 0.4
     assert by_cli["dataset_fingerprint"]["sha256"] == by_script["dataset_fingerprint"]["sha256"]

@@ -32,10 +32,16 @@ class BatchResult:
     transformed: TransformedChunk
 
 
-def run_batch(source: InputSource, config: PipelineConfig) -> BatchResult:
-    """Read, fit, transform and train on the whole table at once."""
+def run_batch(
+    source: InputSource, config: PipelineConfig, compute_enforced_outside: bool = False
+) -> BatchResult:
+    """Read, fit, transform and train on the whole table at once.
+
+    ``compute_enforced_outside`` says that a parent process applies the CPU cap, so the run
+    must not pause by itself.
+    """
     watch = MemoryWatch(config.max_memory_mb, armed=False)
-    throttle = DutyCycleThrottle(config.max_compute_units)
+    throttle = DutyCycleThrottle(config.max_compute_units, compute_enforced_outside)
     clock, energy = CpuClock(), EnergyMeter()
 
     started = time.perf_counter()

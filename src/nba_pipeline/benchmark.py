@@ -1,19 +1,19 @@
 """Repeated batch and streaming runs, compared with bootstrap intervals and permutation tests.
 
-Each mode runs once as a warm-up (imports, caches, allocator) that is not counted, then
-``benchmark_runs`` times; every repetition's latency and throughput is kept so the figures
-can be re-tested later.  Spilling is off in repetitions, so they time the same work.
+Each mode runs once as a warm-up that is not counted, then ``benchmark_runs`` times, each
+repetition in its own worker process (see :mod:`nba_pipeline.isolation`); every
+repetition's latency, throughput, peak memory and CPU utilisation is kept so the figures can
+be re-tested later.  Spilling is off in repetitions, so they time the same work.
 """
 
 from __future__ import annotations
 
 import logging
 
-from .batch import run_batch
 from .config import PipelineConfig
 from .ingestion import InputSource
+from .isolation import measure
 from .significance import bootstrap_ci, compare_modes
-from .streaming import run_streaming
 
 logger = logging.getLogger(__name__)
 
@@ -21,8 +21,8 @@ logger = logging.getLogger(__name__)
 def run_benchmark(source: InputSource, config: PipelineConfig) -> dict:
     """The ``benchmark`` report section; ``significance`` is the significance_tests.csv row."""
     modes = {
-        "batch": lambda: run_batch(source, config).section,
-        "streaming": lambda: run_streaming(source, config).section,
+        "batch": lambda: measure("batch", source, config)[0].section,
+        "streaming": lambda: measure("streaming", source, config)[0].section,
     }
     runs = {}
     for mode, run in modes.items():
@@ -32,6 +32,9 @@ def run_benchmark(source: InputSource, config: PipelineConfig) -> dict:
             "latency_s": [section["latency_s"] for section in sections],
             "throughput_rows_s": [section["throughput_rows_s"] for section in sections],
             "peak_rss_mb": [section["memory"]["peak_rss_mb"] for section in sections],
+            "measured_cpu_utilization": [
+                section["compute"]["measured_cpu_utilization"] for section in sections
+            ],
         }
         logger.info("benchmark %s: %d repetitions", mode, config.benchmark_runs)
 

@@ -273,6 +273,13 @@ def _take(values, keep: np.ndarray):
     return values[keep]
 
 
+# Shared by every chunk without a bad row (never modified): building an empty frame per
+# chunk would cost more than cleaning a small chunk.
+_NO_QUARANTINE = pd.DataFrame(
+    {"line": pd.Series(dtype=int), "reason": pd.Series(dtype=str), "raw": pd.Series(dtype=str)}
+)
+
+
 def _quarantine(text, unparseable, bad, line_numbers, records) -> pd.DataFrame:
     """One row per quarantined input row: its line, every reason, and the raw record."""
     if not bad.any():

@@ -9,6 +9,7 @@ traceback and debug logging.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
@@ -16,7 +17,7 @@ import traceback
 from pathlib import Path
 
 from .config import PROFILE_NAMES, PipelineConfig
-from .errors import PipelineError
+from .errors import ConfigError, PipelineError
 from .ingestion import InputSource
 
 logger = logging.getLogger("nba_pipeline")
@@ -46,7 +47,59 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
     synth.add_argument("--output", type=Path, required=True, help="CSV file to write")
     synth.add_argument("--verbose", action="store_true", help="debug logging and tracebacks")
+    add_inspection_commands(commands)
+
+    report = commands.add_parser("report", help="(re)write a run's reports/report.html")
+    report.add_argument("run", type=Path, metavar="RUN", help="run directory")
+    report.add_argument("--verbose", action="store_true", help="debug logging and tracebacks")
     return parser
+
+
+def add_inspection_commands(commands) -> None:
+    """``compare``, ``verify`` and ``clean``: reading and tidying finished run directories."""
+    compare = commands.add_parser(
+        "compare",
+        help="compare two runs; exit 0 when their deterministic parts are identical, else 1",
+    )
+    compare.add_argument("run_a", type=Path, metavar="RUN_A", help="first run directory")
+    compare.add_argument("run_b", type=Path, metavar="RUN_B", help="second run directory")
+    compare.add_argument("--seed", type=int, default=0, help="permutation-test seed (default 0)")
+
+    verify = commands.add_parser(
+        "verify", help="check a run against its checksums and the layout; exit 1 on problems"
+    )
+    verify.add_argument("run", type=Path, metavar="RUN", help="run directory")
+
+    clean = commands.add_parser(
+        "clean", help="delete spill files of a run, or archive-class files of old runs"
+    )
+    clean.add_argument(
+        "path",
+        type=Path,
+        metavar="RUN|PARENT",
+        help="a run, or with --older-than a folder of runs",
+    )
+    what = clean.add_mutually_exclusive_group(required=True)
+    what.add_argument(
+        "--intermediate", action="store_true", help="delete the run's intermediate/ spill files"
+    )
+    what.add_argument(
+        "--older-than",
+        dest="older_than",
+        type=float,
+        metavar="DAYS",
+        help="clean every run under PARENT whose report is older than DAYS days",
+    )
+    clean.add_argument(
+        "--include-reports",
+        action="store_true",
+        help="with --older-than: retire old runs entirely, reports and manifest included",
+    )
+    clean.add_argument("--dry-run", action="store_true", help="list what would go; delete nothing")
+
+    for command in (compare, verify, clean):
+        command.add_argument("--json", action="store_true", help="print the result as JSON")
+        command.add_argument("--verbose", action="store_true", help="debug logging and tracebacks")
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -140,6 +193,53 @@ def synth_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def compare_command(args: argparse.Namespace) -> int:
+    from .run_inspection import compare_runs, format_comparison
+
+    result = compare_runs(args.run_a, args.run_b, seed=args.seed)
+    print(_as_json(result) if args.json else format_comparison(result))
+    return 0 if result["identical_deterministic_parts"] else 1
+
+
+def verify_command(args: argparse.Namespace) -> int:
+    from .run_inspection import format_verification, verify_run
+
+    result = verify_run(args.run)
+    print(_as_json(result) if args.json else format_verification(result))
+    return 0 if result["ok"] else 1
+
+
+def clean_command(args: argparse.Namespace) -> int:
+    from .run_inspection import clean_run, clean_runs_older_than, format_cleanup
+
+    if args.older_than is None:
+        if args.include_reports:
+            raise ConfigError("--include-reports goes with --older-than, not --intermediate")
+        result = clean_run(args.path, intermediate=True, dry_run=args.dry_run)
+    else:
+        if args.older_than < 0:
+            raise ConfigError(f"--older-than must be >= 0 days, got {args.older_than:g}")
+        result = clean_runs_older_than(
+            args.path, args.older_than, include_reports=args.include_reports, dry_run=args.dry_run
+        )
+    print(_as_json(result) if args.json else format_cleanup(result))
+    return 0
+
+
+def _as_json(result: dict) -> str:
+    return json.dumps(result, indent=2)
+
+
+def report_command(args: argparse.Namespace) -> int:
+    from .html_report import write_html_report
+    from .run_inspection import refresh_checksum
+
+    path = write_html_report(args.run)
+    refresh_checksum(args.run, path)
+    print(f"wrote {path}")
+    return 0
+
+
 def _print_summary(report: dict, output_dir: Path, elapsed_s: float) -> None:
     for mode in ("batch", "streaming"):
         section = report.get(mode)
@@ -173,7 +273,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     if not args.verbose:
         logging.getLogger("matplotlib").setLevel(logging.WARNING)
-    command = {"run": run_command, "synth": synth_command}[args.command]
+    command = {
+        "run": run_command,
+        "synth": synth_command,
+        "compare": compare_command,
+        "verify": verify_command,
+        "clean": clean_command,
+        "report": report_command,
+    }[args.command]
     try:
         return command(args)
     except PipelineError as exc:

@@ -44,11 +44,12 @@ class PipelineConfig:
     test_fraction: float = 0.2
     correlation_threshold: float = 0.5
     rolling_window: int = 5
-    min_chunk_size: int = 8
+    min_chunk_size: int = 16
     sweep_chunk_sizes: tuple[int, ...] = (32, 64, 256)
     sweep_memory_limits_mb: tuple[float, ...] = (128.0, 256.0, 1024.0)
     sweep_compute_limits: tuple[float, ...] = (0.25, 0.5, 1.0)
-    data_size_fractions: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
+    data_size_fractions: tuple[float, ...] = (0.25, 0.5, 1.0)
+    isolate_runs: bool = True
 
     def __post_init__(self) -> None:
         for name, value in _coerced(self).items():
@@ -137,7 +138,7 @@ _INT_KEYS = (
     "min_chunk_size",
 )
 _FLOAT_KEYS = ("max_memory_mb", "max_compute_units", "test_fraction", "correlation_threshold")
-_BOOL_KEYS = ("adaptive_chunk_resize", "spill_to_disk")
+_BOOL_KEYS = ("adaptive_chunk_resize", "spill_to_disk", "isolate_runs")
 _TUPLE_KEYS = {
     "sweep_chunk_sizes": int,
     "sweep_memory_limits_mb": float,

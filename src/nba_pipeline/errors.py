@@ -29,3 +29,10 @@ class OutputError(PipelineError):
     """The output directory cannot be created or written."""
 
     exit_code = 4
+
+
+class ResourceError(PipelineError):
+    """A measured run could not complete within its limits (for example a memory budget
+    below the worker's baseline)."""
+
+    exit_code = 5

@@ -12,10 +12,9 @@ import itertools
 import logging
 import statistics
 
-from .batch import run_batch
 from .config import PipelineConfig
 from .ingestion import InputSource, head_source
-from .streaming import run_streaming
+from .isolation import MeasuredRunFailed, measure
 
 logger = logging.getLogger(__name__)
 
@@ -32,29 +31,35 @@ def run_constraint_sweep(source: InputSource, config: PipelineConfig) -> dict:
         setting = config.with_overrides(
             chunk_size=chunk_size, max_memory_mb=memory_mb, max_compute_units=compute
         )
-        section = run_streaming(source, setting).section
-        row = _sweep_row(chunk_size, memory_mb, compute, section)
-        rows.append(row)
+        requested = {
+            "chunk_size": chunk_size,
+            "memory_limit_mb": memory_mb,
+            "compute_limit": compute,
+        }
+        try:
+            result, accounting = measure("streaming", source, setting)
+        except MeasuredRunFailed as failure:
+            rows.append(_failed_row(requested, str(failure)))
+            log.append({"setting": requested, "result": rows[-1], "error": str(failure)})
+            logger.warning("sweep setting %s failed: %s", requested, failure)
+            continue
+        section = result.section
+        rows.append(_sweep_row(chunk_size, memory_mb, compute, section))
         log.append(
             {
-                "setting": {
-                    "chunk_size": chunk_size,
-                    "memory_limit_mb": memory_mb,
-                    "compute_limit": compute,
-                },
-                "result": row,
-                "chunk_sizes_run": [r["chunk_size"] for r in section["chunk_metrics"]],
+                "setting": requested,
+                "result": rows[-1],
+                "chunk_sizes_run": [record["chunk_size"] for record in section["chunk_metrics"]],
                 "memory": section["memory"],
                 "compute": section["compute"],
+                "worker": accounting,
             }
         )
         logger.info(
-            "sweep chunk=%d memory=%.0f MB compute=%.2f: %.3f s, r2 %.3f",
-            chunk_size,
-            memory_mb,
-            compute,
-            row["preprocessing_latency_s"],
-            row["model_accuracy_r2"],
+            "sweep %s: %.3f s, r2 %s",
+            requested,
+            rows[-1]["preprocessing_latency_s"],
+            rows[-1]["model_accuracy_r2"],
         )
     return {
         "grid": {
@@ -65,11 +70,30 @@ def run_constraint_sweep(source: InputSource, config: PipelineConfig) -> dict:
         "settings": rows,
         "log": log,
         "enforcement": {
-            "memory": "RSS sampled after every operator; adaptive split-and-retry on breach",
-            "compute": "duty-cycle sleep after each chunk and model update",
-            "isolation": "settings run one after another in the pipeline process",
+            "memory": "RSS sampled after every operator; adaptive split-and-retry on breach; "
+            "a budget below the worker's baseline fails the setting",
+            "compute": "SIGSTOP/SIGCONT of the worker by the parent process"
+            if config.isolate_runs
+            else "duty-cycle sleep after each chunk and model update",
+            "isolation": "each setting in a fresh worker process"
+            if config.isolate_runs
+            else "settings run one after another in one process",
         },
     }
+
+
+def _failed_row(requested: dict, error: str) -> dict:
+    """A sweep row for a setting that could not run: its error and no invented figures."""
+    empty = dict.fromkeys(
+        (
+            "preprocessing_latency_s",
+            "peak_memory_mb",
+            "training_time_s",
+            "model_accuracy_r2",
+            "model_rmse",
+        )
+    )
+    return {**requested, **empty, "chunk_size_requested": requested["chunk_size"], "error": error}
 
 
 def _sweep_row(chunk_size: int, memory_mb: float, compute: float, section: dict) -> dict:
@@ -93,6 +117,8 @@ def _sweep_row(chunk_size: int, memory_mb: float, compute: float, section: dict)
         "measured_cpu_utilization": section["compute"]["measured_cpu_utilization"],
         "compute_mechanism": section["compute"]["mechanism"],
         "prequential_rmse": section["model"]["prequential_rmse"],
+        "baseline_rss_mb": section["memory"].get("baseline_rss_mb"),
+        "error": None,
     }
 
 
@@ -108,9 +134,10 @@ def latency_vs_data_size(
     for fraction in config.data_size_fractions:
         size = max(1, round(total_rows * fraction))
         subset = head_source(source, size)
-        for mode, run in (("batch", run_batch), ("streaming", run_streaming)):
+        for mode in ("batch", "streaming"):
             latencies = [
-                run(subset, config).section["latency_s"] for _ in range(config.benchmark_runs)
+                measure(mode, subset, config)[0].section["latency_s"]
+                for _ in range(config.benchmark_runs)
             ]
             median = statistics.median(latencies)
             rows.append(

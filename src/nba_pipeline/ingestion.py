@@ -10,6 +10,7 @@ and why batch and streaming outputs can be compared row by row.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 import logging
@@ -30,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 _HASH_BLOCK = 1 << 20
 _THREADED_ROWS = 50_000
+_SMALL_CHUNK_ROWS = 2_048
 
 
 @dataclass(frozen=True)
@@ -214,10 +216,32 @@ def parse_chunk(header: bytes, chunk: RawChunk, columns: list[str]) -> ParsedChu
 
     Every cell stays text so that cleaning sees exactly what the file holds, in every mode.
     """
-    types = {name: pa.string() for name in columns}
     if not len(chunk):
         empty = pa.table({name: pa.array([], pa.string()) for name in columns})
         return ParsedChunk(empty, np.array([], dtype=np.int64), [])
+    if len(chunk) <= _SMALL_CHUNK_ROWS:
+        table = _parse_small(chunk, columns)
+    else:
+        table = _parse_large(header, chunk, columns)
+    return ParsedChunk(table, np.asarray(chunk.line_numbers, dtype=np.int64), chunk.records)
+
+
+def _parse_small(chunk: RawChunk, columns: list[str]) -> pa.Table:
+    """The standard library's CSV reader: far less fixed cost per call than Arrow's, which
+    matters for the small chunks of an edge device."""
+    try:
+        text = b"".join(chunk.records).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _unparseable(chunk, columns, f"not UTF-8 at byte {exc.start}") from None
+    rows = list(csv.reader(io.StringIO(text, newline="")))
+    if len(rows) != len(chunk) or any(len(row) != len(columns) for row in rows):
+        raise _unparseable(chunk, columns, "wrong number of fields")
+    values = list(zip(*rows, strict=True))
+    return pa.table({name: pa.array(values[i], pa.string()) for i, name in enumerate(columns)})
+
+
+def _parse_large(header: bytes, chunk: RawChunk, columns: list[str]) -> pa.Table:
+    types = {name: pa.string() for name in columns}
     try:
         table = pa_csv.read_csv(
             io.BytesIO(header + b"".join(chunk.records)),
@@ -228,12 +252,15 @@ def parse_chunk(header: bytes, chunk: RawChunk, columns: list[str]) -> ParsedChu
             ),
         )
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
-        raise InputDataError(
-            f"input records at lines {chunk.line_numbers[0]}-{chunk.line_numbers[-1]} could not "
-            f"be parsed as {len(columns)} comma-separated UTF-8 fields each: {exc}"
-        ) from None
-    table = table.rename_columns(columns)
-    return ParsedChunk(table, np.asarray(chunk.line_numbers, dtype=np.int64), chunk.records)
+        raise _unparseable(chunk, columns, str(exc)) from None
+    return table.rename_columns(columns)
+
+
+def _unparseable(chunk: RawChunk, columns: list[str], detail: str) -> InputDataError:
+    return InputDataError(
+        f"input records at lines {chunk.line_numbers[0]}-{chunk.line_numbers[-1]} could not "
+        f"be parsed as {len(columns)} comma-separated UTF-8 fields each: {detail}"
+    )
 
 
 def read_table(source: InputSource) -> ParsedChunk:

@@ -32,6 +32,8 @@ MEASURED_KEYS = frozenset(
         "energy",
         "peak_memory_mb",
         "measured_cpu_utilization",
+        "worker",
+        "baseline_rss_mb",
         # what the adaptive chunking chose in response to the memory measured
         "chunk_metrics",
         "chunks",

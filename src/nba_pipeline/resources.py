@@ -20,13 +20,21 @@ from pathlib import Path
 import psutil
 
 MB = 1024 * 1024
-_PROCESS = psutil.Process()
+_PROCESS = {"pid": None, "handle": None}
 RAPL_ROOT = Path("/sys/class/powercap")
 
 
 def rss_mb() -> float:
     """Current resident set size of this process, in MiB."""
-    return _PROCESS.memory_info().rss / MB
+    return _this_process().memory_info().rss / MB
+
+
+def _this_process() -> psutil.Process:
+    # A handle made before a fork would still point at the parent, so it is keyed by pid.
+    pid = os.getpid()
+    if _PROCESS["pid"] != pid:
+        _PROCESS.update(pid=pid, handle=psutil.Process(pid))
+    return _PROCESS["handle"]
 
 
 class MemoryBudgetExceeded(Exception):
@@ -72,21 +80,28 @@ class MemoryWatch:
 
 
 class DutyCycleThrottle:
-    """Keeps busy time over elapsed time at the compute cap by pausing after work."""
+    """Keeps busy time over elapsed time at the compute cap by pausing after work.
 
-    def __init__(self, cap: float) -> None:
+    With ``enforced_outside`` the process is duty-cycled by its parent (see
+    :mod:`nba_pipeline.isolation`) and this throttle only names that mechanism.
+    """
+
+    def __init__(self, cap: float, enforced_outside: bool = False) -> None:
         self.cap = cap
+        self.enforced_outside = enforced_outside
         self.paused_s = 0.0
 
     @property
     def mechanism(self) -> str:
         if self.cap >= 1.0:
             return "none (cap 1.0)"
+        if self.enforced_outside:
+            return "SIGSTOP/SIGCONT duty cycle of the worker process by its parent"
         return "duty-cycle sleep after each unit of work in the run loop"
 
     def pause_after(self, busy_s: float) -> float:
         """Sleep long enough that ``busy_s`` is ``cap`` of the elapsed time; returns the pause."""
-        if self.cap >= 1.0 or busy_s <= 0:
+        if self.cap >= 1.0 or busy_s <= 0 or self.enforced_outside:
             return 0.0
         pause = busy_s * (1.0 - self.cap) / self.cap
         time.sleep(pause)

@@ -21,15 +21,19 @@ from threadpoolctl import threadpool_limits
 
 from . import artifacts
 from .artifacts import OutputDirLock
-from .batch import BatchResult, run_batch
+from .batch import BatchResult
 from .benchmark import run_benchmark
 from .config import PipelineConfig
+from .errors import ResourceError
 from .experiment import latency_vs_data_size, run_constraint_sweep
+from .html_report import write_html_report
 from .ingestion import InputSource, as_source, fingerprint, require_columns
+from .isolation import MeasuredRunFailed, measure
 from .quality import build_quality
 from .report_fields import field_kinds
 from .reproducibility import reproducibility_section
-from .streaming import StreamingResult, run_streaming
+from .run_inspection import write_checksums
+from .streaming import StreamingResult
 from .synth import sample_dataset_path
 from .validation import REQUIRED_COLUMNS
 
@@ -71,7 +75,7 @@ class PipelineRunner:
         """Batch mode on the whole table; returns the ``batch`` section."""
         source = self._source(data)
         with self._thread_limit():
-            self._batch = run_batch(source, self.config)
+            self._batch = self._measure("batch", source)
         self.report["batch"] = self._batch.section
         return self._batch.section
 
@@ -80,7 +84,7 @@ class PipelineRunner:
         source = self._source(data)
         with self.holding_output_dir(), self._thread_limit():
             spill_dir = self._spill_dir() if self.config.spill_to_disk else None
-            self._streaming = run_streaming(source, self.config, spill_dir=spill_dir)
+            self._streaming = self._measure("streaming", source, spill_dir=spill_dir)
         self.report["streaming"] = self._streaming.section
         return self._streaming.section
 
@@ -155,6 +159,9 @@ class PipelineRunner:
         artifacts.write_json(
             out / "metadata" / "run_manifest.json", self.report["reproducibility"]
         )
+        write_html_report(out)
+        # Last, so that the checksums cover every other artifact of the run.
+        write_checksums(out)
         logger.info("artifacts written to %s", out)
         return out
 
@@ -165,6 +172,12 @@ class PipelineRunner:
             self.report["dataset_fingerprint"] = fingerprint(source)
             self._fingerprinted = source.name
         return source
+
+    def _measure(self, mode: str, source: InputSource, **options):
+        try:
+            return measure(mode, source, self.config, **options)[0]
+        except MeasuredRunFailed as failure:
+            raise ResourceError(f"{mode} run failed: {failure}") from None
 
     def _thread_limit(self):
         # n_jobs bounds the BLAS / OpenMP pools of numpy and scikit-learn and Arrow's pool.
@@ -183,6 +196,9 @@ class PipelineRunner:
             "n_jobs": self.config.n_jobs,
             "parallel_enabled": False,
             "engine": "sequential",
+            "isolation": "each measured run in a fresh worker process"
+            if self.config.isolate_runs
+            else "in-process",
             "blas_threads_limit": self.config.n_jobs,
             "note": "stages and sweep settings run one after another in one process; "
             "n_jobs limits the numpy/scikit-learn thread pools",

@@ -91,9 +91,9 @@ class ChunkSizer:
 class _Budget:
     """The limits of one streaming run and the meters that enforce and measure them."""
 
-    def __init__(self, config: PipelineConfig) -> None:
+    def __init__(self, config: PipelineConfig, compute_enforced_outside: bool) -> None:
         self.watch = MemoryWatch(config.max_memory_mb)
-        self.throttle = DutyCycleThrottle(config.max_compute_units)
+        self.throttle = DutyCycleThrottle(config.max_compute_units, compute_enforced_outside)
         self.sizer = ChunkSizer(
             configured=config.chunk_size,
             floor=min(config.min_chunk_size, config.chunk_size),
@@ -107,9 +107,14 @@ def run_streaming(
     config: PipelineConfig,
     spill_dir: Path | None = None,
     keep_matrix: bool = False,
+    compute_enforced_outside: bool = False,
 ) -> StreamingResult:
-    """Run both passes and return the report section and the chunk records."""
-    budget = _Budget(config)
+    """Run both passes and return the report section and the chunk records.
+
+    ``compute_enforced_outside`` says that a parent process applies the CPU cap, so the
+    loop must not pause by itself.
+    """
+    budget = _Budget(config, compute_enforced_outside)
     clock, energy = CpuClock(), EnergyMeter()
     started = time.perf_counter()
 

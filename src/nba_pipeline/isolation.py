@@ -1,0 +1,251 @@
+"""Every measured run in a fresh worker process, with its limits enforced from outside.
+
+Workers are forked from a fork server that has imported the pipeline's modes and nothing
+else (no plotting, no statistics), so a worker starts in milliseconds with the same lean
+baseline every time, and nothing one measurement imports, caches or allocates can leak
+into the next.
+
+The parent enforces the CPU cap on the worker by duty-cycling it with SIGSTOP / SIGCONT at a
+short period (the worker runs ``cap * period``, then is stopped for the rest), and pins it
+to ``n_jobs`` cores.  The worker reports the operating system's own accounting of itself
+(``getrusage``: user and system CPU seconds, peak RSS) and its RSS right after start-up,
+before any work (the baseline).  A worker that dies or raises becomes a failed result with
+its error; the caller decides whether that ends the run or only one sweep setting.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import os
+import resource
+import signal
+import time
+import traceback
+from dataclasses import dataclass, field
+
+import psutil
+
+from .config import PipelineConfig
+from .ingestion import InputSource
+
+logger = logging.getLogger(__name__)
+
+TICK_S = 0.005
+MB = 1024 * 1024
+_CONTEXT = multiprocessing.get_context("forkserver")
+_CONTEXT.set_forkserver_preload(["nba_pipeline.worker_warmup"])
+
+
+class BaselineOverBudget(Exception):
+    """The worker's memory right after start-up is already above the budget."""
+
+
+@dataclass
+class WorkerOutcome:
+    """What a worker returned and what the operating system measured of it."""
+
+    result: object | None
+    error: str | None
+    wall_s: float
+    user_s: float | None = None
+    system_s: float | None = None
+    peak_rss_mb: float | None = None
+    baseline_rss_mb: float | None = None
+    allowed_cores: int = 1
+    cpu_mechanism: str = "none (cap 1.0)"
+    exit_code: int | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def measured_cpu_utilization(self) -> float | None:
+        """CPU seconds over wall seconds, per allowed core."""
+        if self.user_s is None or self.wall_s <= 0:
+            return None
+        return (self.user_s + self.system_s) / self.wall_s / self.allowed_cores
+
+    def accounting(self) -> dict:
+        """The parent's and the operating system's figures, for the report."""
+        return {
+            "isolation": "fresh worker process forked from a lean fork server",
+            "wall_s": self.wall_s,
+            "user_s": self.user_s,
+            "system_s": self.system_s,
+            "peak_rss_mb": self.peak_rss_mb,
+            **self.extra,
+            "baseline_rss_mb": self.baseline_rss_mb,
+            "allowed_cores": self.allowed_cores,
+            "cpu_mechanism": self.cpu_mechanism,
+            "measured_cpu_utilization": self.measured_cpu_utilization,
+            "exit_code": self.exit_code,
+            "error": self.error,
+        }
+
+
+def run_isolated(
+    mode: str, source: InputSource, config: PipelineConfig, **options
+) -> WorkerOutcome:
+    """Run ``mode`` ("batch" or "streaming") in a fresh worker under the config's limits."""
+    cores = _allowed_cores(config.n_jobs)
+    receiver, sender = _CONTEXT.Pipe(duplex=False)
+    worker = _CONTEXT.Process(
+        target=_worker_main, args=(sender, mode, source, config, cores, options), daemon=True
+    )
+    started = time.perf_counter()
+    worker.start()
+    sender.close()
+    capped = config.max_compute_units < 1.0
+    peaks = {"rss_mb": 0.0}
+    message = _await_result(worker, receiver, config.max_compute_units if capped else None, peaks)
+    worker.join()
+
+    outcome = WorkerOutcome(
+        result=None,
+        error=None,
+        wall_s=time.perf_counter() - started,
+        allowed_cores=len(cores),
+        cpu_mechanism=_mechanism(config.max_compute_units),
+        exit_code=worker.exitcode,
+    )
+    if message is None:
+        outcome.error = f"worker ended without a result (exit code {worker.exitcode})"
+        return outcome
+    outcome.result, outcome.error = message["result"], message["error"]
+    outcome.wall_s = message["wall_s"]
+    outcome.user_s, outcome.system_s = message["user_s"], message["system_s"]
+    outcome.baseline_rss_mb = message["baseline_mb"]
+    # getrusage's peak of a forked child leaves out pages it shares with the fork server, so
+    # the parent's and the worker's own RSS samples are taken into account too.
+    outcome.peak_rss_mb = max(message["peak_rss_mb"], message["sampled_peak_mb"], peaks["rss_mb"])
+    outcome.extra = {
+        "peak_rss_getrusage_mb": message["peak_rss_mb"],
+        "peak_rss_parent_sampled_mb": peaks["rss_mb"],
+    }
+    return outcome
+
+
+def _mechanism(cap: float) -> str:
+    if cap >= 1.0:
+        return "none (cap 1.0)"
+    return (
+        f"SIGSTOP/SIGCONT of the worker by the parent, keeping its CPU time at the cap "
+        f"of its wall time (checked every {TICK_S * 1000:.0f} ms)"
+    )
+
+
+def _allowed_cores(n_jobs: int) -> list[int]:
+    available = sorted(os.sched_getaffinity(0))
+    return available[: max(1, min(n_jobs, len(available)))]
+
+
+def _await_result(worker, receiver, cap: float | None, peaks: dict) -> dict | None:
+    """Wait for the worker's message, enforcing the cap and sampling its RSS meanwhile.
+
+    The cap is enforced by feedback on the operating system's count of the worker's CPU
+    time: whenever the worker has used more than ``cap`` of the wall time since it started,
+    it is stopped until it is back under; otherwise it runs.
+    """
+    process = psutil.Process(worker.pid)
+    started = time.perf_counter()
+    stopped = False
+    while True:
+        if receiver.poll(TICK_S):
+            _signal(worker, signal.SIGCONT)
+            try:
+                return receiver.recv()
+            except EOFError:
+                return None
+        if not worker.is_alive():
+            return receiver.recv() if receiver.poll(0) else None
+        try:
+            peaks["rss_mb"] = max(peaks["rss_mb"], process.memory_info().rss / MB)
+            if cap is None:
+                continue
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        over = times.user + times.system > cap * (time.perf_counter() - started)
+        if over != stopped:
+            _signal(worker, signal.SIGSTOP if over else signal.SIGCONT)
+            stopped = over
+
+
+def _signal(worker, number: int) -> None:
+    with contextlib.suppress(ProcessLookupError):  # the worker may have just exited
+        os.kill(worker.pid, number)
+
+
+def _worker_main(sender, mode, source, config, cores, options) -> None:
+    """Entry point inside the worker: pin, measure the baseline, run, report."""
+    from .worker_entry import rss_mb, run_mode
+
+    started = time.perf_counter()
+    os.sched_setaffinity(0, cores)
+    baseline = rss_mb()
+    message = {"result": None, "error": None, "baseline_mb": baseline}
+    try:
+        if baseline > config.max_memory_mb:
+            raise BaselineOverBudget(
+                f"memory budget {config.max_memory_mb:.0f} MB is below the worker's baseline "
+                f"RSS after start-up, {baseline:.0f} MB"
+            )
+        message["result"] = run_mode(mode, source, config, len(cores), options)
+    except Exception as exc:  # reported to the parent, which decides what fails
+        message["error"] = f"{type(exc).__name__}: {exc}"
+        logger.debug("worker failed:\n%s", traceback.format_exc())
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    message.update(
+        user_s=usage.ru_utime,
+        system_s=usage.ru_stime,
+        peak_rss_mb=usage.ru_maxrss / 1024,
+        sampled_peak_mb=max(baseline, rss_mb()),
+        wall_s=time.perf_counter() - started,
+    )
+    sender.send(message)
+    sender.close()
+
+
+class MeasuredRunFailed(Exception):
+    """A measured run could not complete; the message says why."""
+
+
+def measure(mode: str, source: InputSource, config: PipelineConfig, **options):
+    """Run ``mode`` as a measurement and return ``(result, accounting)``.
+
+    With ``config.isolate_runs`` the run happens in a fresh worker (see :func:`run_isolated`);
+    otherwise in this process, which is faster to debug but lets runs share memory and
+    imports.  Raises :class:`MeasuredRunFailed` when the run fails.
+    """
+    if not config.isolate_runs:
+        from .worker_entry import run_mode
+
+        started = time.perf_counter()
+        result = run_mode(
+            mode,
+            source,
+            config,
+            len(_allowed_cores(config.n_jobs)),
+            options,
+            compute_enforced_outside=False,
+        )
+        return result, {"isolation": "in-process", "wall_s": time.perf_counter() - started}
+    outcome = run_isolated(mode, source, config, **options)
+    if not outcome.ok:
+        raise MeasuredRunFailed(outcome.error)
+    accounting = outcome.accounting()
+    _attach(outcome.result.section, accounting)
+    return outcome.result, accounting
+
+
+def _attach(section: dict, accounting: dict) -> None:
+    """The worker's own figures are joined by the operating system's."""
+    section["worker"] = accounting
+    section["compute"]["measured_cpu_utilization"] = accounting["measured_cpu_utilization"]
+    section["compute"]["measurement"] = "getrusage CPU seconds / worker wall seconds per core"
+    section["memory"]["peak_rss_mb"] = accounting["peak_rss_mb"]
+    section["memory"]["baseline_rss_mb"] = accounting["baseline_rss_mb"]
