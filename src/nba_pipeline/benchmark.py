@@ -13,21 +13,27 @@ import logging
 from .config import PipelineConfig
 from .ingestion import InputSource
 from .isolation import measure
+from .progress import Progress, progress_counter
 from .significance import bootstrap_ci, compare_modes
 
 logger = logging.getLogger(__name__)
 
 
-def run_benchmark(source: InputSource, config: PipelineConfig) -> dict:
+def run_benchmark(source: InputSource, config: PipelineConfig, progress: Progress = None) -> dict:
     """The ``benchmark`` report section; ``significance`` is the significance_tests.csv row."""
     modes = {
         "batch": lambda: measure("batch", source, config)[0].section,
         "streaming": lambda: measure("streaming", source, config)[0].section,
     }
     runs = {}
+    tick = progress_counter(progress, "benchmark", 2 * (config.benchmark_runs + 1))
     for mode, run in modes.items():
         run()  # warm-up, not counted
-        sections = [run() for _ in range(config.benchmark_runs)]
+        tick()
+        sections = []
+        for _ in range(config.benchmark_runs):
+            sections.append(run())
+            tick()
         runs[mode] = {
             "latency_s": [section["latency_s"] for section in sections],
             "throughput_rows_s": [section["throughput_rows_s"] for section in sections],

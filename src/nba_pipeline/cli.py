@@ -19,6 +19,7 @@ from pathlib import Path
 from .config import PROFILE_NAMES, PipelineConfig
 from .errors import ConfigError, PipelineError
 from .ingestion import InputSource
+from .terminal import ProgressBars, configure_logging
 
 logger = logging.getLogger("nba_pipeline")
 
@@ -140,6 +141,14 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--max-chunk-retries", type=int)
     parser.add_argument("--verbose", action="store_true", help="debug logging and tracebacks")
+    parser.add_argument("--quiet", action="store_true", help="warnings only, no progress bars")
+    parser.add_argument(
+        "--log-format",
+        dest="log_format",
+        choices=("text", "json"),
+        default="text",
+        help="log lines as text (default) or JSON objects",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> PipelineConfig:
@@ -171,13 +180,19 @@ def run_command(args: argparse.Namespace) -> int:
 
     config = config_from_args(args)
     data = InputSource.from_path(args.input).path if args.input is not None else None
-    runner = PipelineRunner(config)
+    bars = ProgressBars.for_terminal(args.quiet)
+    runner = PipelineRunner(config, progress=bars)
     started = time.perf_counter()
-    if args.mode == "all":
-        runner.run_all(data)
-    else:
-        getattr(runner, f"run_{args.mode}")(data)
-        runner.write_artifacts()
+    if bars.enabled and not args.verbose:
+        logging.getLogger().setLevel(logging.WARNING)
+    try:
+        if args.mode == "all":
+            runner.run_all(data)
+        else:
+            getattr(runner, f"run_{args.mode}")(data)
+            runner.write_artifacts()
+    finally:
+        bars.close()
     _print_summary(runner.report, runner.output_dir, time.perf_counter() - started)
     return 0
 
@@ -266,13 +281,9 @@ def _fmt(value, digits: int = 3) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+    configure_logging(
+        args.verbose, getattr(args, "quiet", False), getattr(args, "log_format", "text")
     )
-    if not args.verbose:
-        logging.getLogger("matplotlib").setLevel(logging.WARNING)
     command = {
         "run": run_command,
         "synth": synth_command,

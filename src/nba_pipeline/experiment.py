@@ -15,11 +15,14 @@ import statistics
 from .config import PipelineConfig
 from .ingestion import InputSource, head_source
 from .isolation import MeasuredRunFailed, measure
+from .progress import Progress, progress_counter
 
 logger = logging.getLogger(__name__)
 
 
-def run_constraint_sweep(source: InputSource, config: PipelineConfig) -> dict:
+def run_constraint_sweep(
+    source: InputSource, config: PipelineConfig, progress: Progress = None
+) -> dict:
     """Run every setting of the grid; returns the ``constraint_experiment`` section."""
     grid = list(
         itertools.product(
@@ -27,6 +30,7 @@ def run_constraint_sweep(source: InputSource, config: PipelineConfig) -> dict:
         )
     )
     rows, log = [], []
+    tick = progress_counter(progress, "constraint sweep", len(grid))
     for chunk_size, memory_mb, compute in grid:
         setting = config.with_overrides(
             chunk_size=chunk_size, max_memory_mb=memory_mb, max_compute_units=compute
@@ -42,6 +46,7 @@ def run_constraint_sweep(source: InputSource, config: PipelineConfig) -> dict:
             rows.append(_failed_row(requested, str(failure)))
             log.append({"setting": requested, "result": rows[-1], "error": str(failure)})
             logger.warning("sweep setting %s failed: %s", requested, failure)
+            tick()
             continue
         section = result.section
         rows.append(_sweep_row(chunk_size, memory_mb, compute, section))
@@ -61,6 +66,7 @@ def run_constraint_sweep(source: InputSource, config: PipelineConfig) -> dict:
             rows[-1]["preprocessing_latency_s"],
             rows[-1]["model_accuracy_r2"],
         )
+        tick()
     return {
         "grid": {
             "chunk_sizes": list(config.sweep_chunk_sizes),
@@ -123,7 +129,7 @@ def _sweep_row(chunk_size: int, memory_mb: float, compute: float, section: dict)
 
 
 def latency_vs_data_size(
-    source: InputSource, config: PipelineConfig, total_rows: int
+    source: InputSource, config: PipelineConfig, total_rows: int, progress: Progress = None
 ) -> list[dict]:
     """Batch and streaming latency on the first rows of the input, at several sizes.
 
@@ -131,6 +137,7 @@ def latency_vs_data_size(
     ``benchmark_runs`` repetitions is reported with every repetition kept.
     """
     rows = []
+    tick = progress_counter(progress, "data sizes", 2 * len(config.data_size_fractions))
     for fraction in config.data_size_fractions:
         size = max(1, round(total_rows * fraction))
         subset = head_source(source, size)
@@ -139,6 +146,7 @@ def latency_vs_data_size(
                 measure(mode, subset, config)[0].section["latency_s"]
                 for _ in range(config.benchmark_runs)
             ]
+            tick()
             median = statistics.median(latencies)
             rows.append(
                 {

@@ -94,7 +94,9 @@ def run_isolated(
     cores = _allowed_cores(config.n_jobs)
     receiver, sender = _CONTEXT.Pipe(duplex=False)
     worker = _CONTEXT.Process(
-        target=_worker_main, args=(sender, mode, source, config, cores, options), daemon=True
+        target=_worker_main,
+        args=(sender, mode, source, config, cores, options, _log_setup()),
+        daemon=True,
     )
     started = time.perf_counter()
     worker.start()
@@ -180,11 +182,28 @@ def _signal(worker, number: int) -> None:
         os.kill(worker.pid, number)
 
 
-def _worker_main(sender, mode, source, config, cores, options) -> None:
+def _log_setup() -> tuple[int, logging.Formatter | None]:
+    """The parent's log level and format, for the worker to log the same way."""
+    root = logging.getLogger()
+    formatter = root.handlers[0].formatter if root.handlers else None
+    return root.level, formatter
+
+
+def _configure_worker_logging(level: int, formatter: logging.Formatter | None) -> None:
+    handler = logging.StreamHandler()
+    if formatter is not None:
+        handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+def _worker_main(sender, mode, source, config, cores, options, log_setup) -> None:
     """Entry point inside the worker: pin, measure the baseline, run, report."""
     from .worker_entry import rss_mb, run_mode
 
     started = time.perf_counter()
+    _configure_worker_logging(*log_setup)
     os.sched_setaffinity(0, cores)
     baseline = rss_mb()
     message = {"result": None, "error": None, "baseline_mb": baseline}

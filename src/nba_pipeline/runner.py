@@ -29,6 +29,7 @@ from .experiment import latency_vs_data_size, run_constraint_sweep
 from .html_report import write_html_report
 from .ingestion import InputSource, as_source, fingerprint, require_columns
 from .isolation import MeasuredRunFailed, measure
+from .progress import Progress
 from .quality import build_quality
 from .report_fields import field_kinds
 from .reproducibility import reproducibility_section
@@ -57,8 +58,13 @@ REPORT_SECTIONS = (
 class PipelineRunner:
     """Runs the pipeline's stages with one validated configuration."""
 
-    def __init__(self, config: PipelineConfig | None = None, **overrides) -> None:
+    def __init__(
+        self, config: PipelineConfig | None = None, progress: Progress = None, **overrides
+    ) -> None:
+        """``progress``, when given, is called as ``progress(stage, done, total)`` while
+        long stages (benchmark repetitions, sweep settings) advance."""
         self.config = (config or PipelineConfig()).with_overrides(**overrides)
+        self.progress = progress
         self.report: dict = {}
         self._batch: BatchResult | None = None
         self._streaming: StreamingResult | None = None
@@ -92,9 +98,12 @@ class PipelineRunner:
         """Repeated runs of both modes with their statistics; returns ``benchmark``."""
         source = self._source(data)
         with self._thread_limit():
-            section = run_benchmark(source, self.config)
+            section = run_benchmark(source, self.config, self.progress)
             self._data_size = latency_vs_data_size(
-                source, self.config, self.report["dataset_fingerprint"]["row_count"]
+                source,
+                self.config,
+                self.report["dataset_fingerprint"]["row_count"],
+                self.progress,
             )
         section["latency_vs_data_size"] = self._data_size
         self.report["benchmark"] = section
@@ -104,7 +113,7 @@ class PipelineRunner:
         """The constraint sweep; returns the ``constraint_experiment`` section."""
         source = self._source(data)
         with self._thread_limit():
-            section = run_constraint_sweep(source, self.config)
+            section = run_constraint_sweep(source, self.config, self.progress)
         self._sweep_log = section.pop("log")
         self.report["constraint_experiment"] = section
         return section
