@@ -50,6 +50,7 @@ class PipelineConfig:
     sweep_compute_limits: tuple[float, ...] = (0.25, 0.5, 1.0)
     data_size_fractions: tuple[float, ...] = (0.25, 0.5, 1.0)
     isolate_runs: bool = True
+    telemetry: bool = True
 
     def __post_init__(self) -> None:
         for name, value in _coerced(self).items():
@@ -138,7 +139,7 @@ _INT_KEYS = (
     "min_chunk_size",
 )
 _FLOAT_KEYS = ("max_memory_mb", "max_compute_units", "test_fraction", "correlation_threshold")
-_BOOL_KEYS = ("adaptive_chunk_resize", "spill_to_disk", "isolate_runs")
+_BOOL_KEYS = ("adaptive_chunk_resize", "spill_to_disk", "isolate_runs", "telemetry")
 _TUPLE_KEYS = {
     "sweep_chunk_sizes": int,
     "sweep_memory_limits_mb": float,

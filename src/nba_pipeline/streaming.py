@@ -40,7 +40,6 @@ from .resources import (
     EnergyMeter,
     MemoryBudgetExceeded,
     MemoryWatch,
-    rss_mb,
 )
 from .transform import OPERATORS, derive_features, transform_features
 
@@ -92,7 +91,7 @@ class _Budget:
     """The limits of one streaming run and the meters that enforce and measure them."""
 
     def __init__(self, config: PipelineConfig, compute_enforced_outside: bool) -> None:
-        self.watch = MemoryWatch(config.max_memory_mb)
+        self.watch = MemoryWatch(config.max_memory_mb, enabled=config.telemetry)
         self.throttle = DutyCycleThrottle(config.max_compute_units, compute_enforced_outside)
         self.sizer = ChunkSizer(
             configured=config.chunk_size,
@@ -229,7 +228,7 @@ def _adaptive_chunks(reader: ChunkReader, budget: _Budget, work):
         retries, exceeded = 0, False
         while True:
             budget.watch.start_chunk(armed=budget.sizer.can_split(len(raw_chunk), retries))
-            memory_before = rss_mb()
+            memory_before = budget.watch.sample()
             started = time.perf_counter()
             frame = parse_chunk(reader.header, raw_chunk, reader.columns)
             parse_s = time.perf_counter() - started
@@ -363,7 +362,7 @@ class _TransformPass:
             "chunk_size": len(raw_chunk),
             "chunk_size_configured": self.config.chunk_size,
             "memory_before_mb": outcome.memory_before_mb,
-            "memory_after_mb": rss_mb(),
+            "memory_after_mb": self.budget.watch.sample(),
             "memory_peak_mb": self.budget.watch.chunk_peak_mb,
             "memory_budget_mb": self.budget.watch.budget_mb,
             "memory_exceeded": outcome.exceeded,
