@@ -192,7 +192,6 @@ class ScriptedMemory:
         self.checkpoints = 0
         self.value = LOW_MB
         monkeypatch.setattr(resources, "rss_mb", lambda: self.value)
-        monkeypatch.setattr(streaming, "rss_mb", lambda: self.value)
         original = resources.MemoryWatch.checkpoint
 
         def checkpoint(watch, operator):
