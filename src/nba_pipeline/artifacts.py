@@ -37,6 +37,8 @@ CHUNK_CSV_COLUMNS = (
     "memory_peak_mb",
     "memory_exceeded",
     "retries",
+    "cpu_percent",
+    "system_memory_percent",
     "model_update_s",
     "throttle_pause_s",
     "input_bytes",

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .features import CATEGORICAL_FEATURES, NUMERIC_FEATURES, OUTLIER_FEATURES, FeatureChunk
+from .quantiles import QuantileSketch
 
 _OUTLIER_INDICES = [NUMERIC_FEATURES.index(name) for name in OUTLIER_FEATURES]
 
@@ -86,7 +87,8 @@ class FitAccumulator:
         self.pair_sx = np.zeros((k, k))
         self.pair_sxx = np.zeros((k, k))
         self.pair_sxy = np.zeros((k, k))
-        self.values: list[np.ndarray] = []
+        # Bounded-memory quartiles for the IQR fences (exact below the sketch's capacity).
+        self.quartiles = {name: QuantileSketch() for name in OUTLIER_FEATURES}
         self.categories = {column: Counter() for column in CATEGORICAL_FEATURES}
         self.target = np.zeros(3)  # count, mean, M2
 
@@ -98,7 +100,8 @@ class FitAccumulator:
         self.n_rows += len(numeric)
         self._update_moments(numeric)
         self._update_pairs(numeric)
-        self.values.append(numeric[:, _OUTLIER_INDICES])
+        for name, index in zip(OUTLIER_FEATURES, _OUTLIER_INDICES, strict=True):
+            self.quartiles[name].update(numeric[:, index])
         mask = pa.array(is_train)
         for column in CATEGORICAL_FEATURES:
             counts = pc.value_counts(features.categorical[column].filter(mask).drop_null())
@@ -177,13 +180,11 @@ class FitAccumulator:
         return np.clip(corr, -1.0, 1.0)
 
     def _iqr_bounds(self) -> dict[str, tuple[float, float]]:
-        values = np.vstack(self.values)
         bounds = {}
-        for i, name in enumerate(OUTLIER_FEATURES):
-            column = values[:, i][~np.isnan(values[:, i])]
-            if column.size == 0:
+        for name, sketch in self.quartiles.items():
+            if sketch.count == 0:
                 continue
-            q1, q3 = np.quantile(column, [0.25, 0.75])
+            q1, q3 = sketch.quantiles([0.25, 0.75])
             spread = 1.5 * (q3 - q1)
             bounds[name] = (float(q1 - spread), float(q3 + spread))
         return bounds

@@ -33,6 +33,8 @@ MEASURED_KEYS = frozenset(
         "peak_memory_mb",
         "measured_cpu_utilization",
         "worker",
+        "cpu_percent",
+        "system_memory_percent",
         "baseline_rss_mb",
         # what the adaptive chunking chose in response to the memory measured
         "chunk_metrics",

@@ -51,6 +51,11 @@ def _this_process() -> int | psutil.Process:
     return _PROCESS["handle"]
 
 
+def system_memory_percent() -> float:
+    """Share of the machine's memory in use, in percent (psutil)."""
+    return psutil.virtual_memory().percent
+
+
 class MemoryBudgetExceeded(Exception):
     """A sample of RSS was above the budget while a chunk was being processed."""
 

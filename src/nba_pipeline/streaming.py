@@ -26,12 +26,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from .config import PipelineConfig
 from .features import RollingSalary
 from .fit_state import FitAccumulator, FittedState
+from .heldout import HeldOutSpool
 from .ingestion import ChunkReader, InputSource, ParsedChunk, RawChunk, parse_chunk
 from .models import OnlineSalaryModel, score
 from .resources import (
@@ -40,6 +40,7 @@ from .resources import (
     EnergyMeter,
     MemoryBudgetExceeded,
     MemoryWatch,
+    system_memory_percent,
 )
 from .transform import OPERATORS, derive_features, transform_features
 
@@ -127,8 +128,8 @@ def run_streaming(
     model_updates_s = model.flush()
     budget.throttle.pause_after(model_updates_s)
     preprocessing_s = wall_s - stream.training_wall_s - stream.spill_s
-    predictions = model.predict(np.vstack(stream.test_X)) if stream.test_X else np.array([])
-    y_test = np.concatenate(stream.test_y) if stream.test_y else np.array([])
+    y_test, predictions = stream.held_out.predict_all(model.predict)
+    stream.held_out.close()
 
     rows = sum(record["rows"] for record in stream.records)
     section = {
@@ -211,6 +212,7 @@ class ChunkOutcome:
     memory_before_mb: float
     busy_s: float
     parse_s: float
+    cpu_s: float
 
 
 def _adaptive_chunks(reader: ChunkReader, budget: _Budget, work):
@@ -229,6 +231,7 @@ def _adaptive_chunks(reader: ChunkReader, budget: _Budget, work):
         while True:
             budget.watch.start_chunk(armed=budget.sizer.can_split(len(raw_chunk), retries))
             memory_before = budget.watch.sample()
+            cpu_started = time.process_time()
             started = time.perf_counter()
             frame = parse_chunk(reader.header, raw_chunk, reader.columns)
             parse_s = time.perf_counter() - started
@@ -248,11 +251,12 @@ def _adaptive_chunks(reader: ChunkReader, budget: _Budget, work):
                 time.sleep(BACKOFF_S * 2**retries)
                 continue
             busy_s = time.perf_counter() - started
+            cpu_s = time.process_time() - cpu_started
             exceeded = exceeded or budget.watch.exceeded
             yield (
                 raw_chunk,
                 result,
-                ChunkOutcome(retries, exceeded, memory_before, busy_s, parse_s),
+                ChunkOutcome(retries, exceeded, memory_before, busy_s, parse_s, cpu_s),
             )
             break
 
@@ -267,8 +271,7 @@ class _TransformPass:
             config.batch_size, state.target_mean, state.target_scale, config.random_seed
         )
         self.records: list[dict] = []
-        self.test_X: list[np.ndarray] = []
-        self.test_y: list[np.ndarray] = []
+        self.held_out = HeldOutSpool()
         self.matrix_parts: list[pd.DataFrame] = []
         self.target_parts: list[pd.Series] = []
         self.quarantine_parts: list[pd.DataFrame] = []
@@ -309,8 +312,7 @@ class _TransformPass:
         update_s = self.model.add(X[train], y[train])
         self.budget.throttle.pause_after(update_s)
         self.training_wall_s += time.perf_counter() - started
-        self.test_X.append(X[~train])
-        self.test_y.append(y[~train])
+        self.held_out.append(X[~train], y[~train])
         if self.keep_matrix:
             self.matrix_parts.append(transformed.frame())
             self.target_parts.append(pd.Series(y, index=transformed.frame().index, name="salary"))
@@ -366,6 +368,8 @@ class _TransformPass:
             "memory_peak_mb": self.budget.watch.chunk_peak_mb,
             "memory_budget_mb": self.budget.watch.budget_mb,
             "memory_exceeded": outcome.exceeded,
+            "cpu_percent": 100.0 * outcome.cpu_s / outcome.busy_s,
+            "system_memory_percent": system_memory_percent() if self.config.telemetry else None,
             "retries": outcome.retries,
             "spill_paths": spill_paths,
             "spill_s": spill_s,

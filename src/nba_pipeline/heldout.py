@@ -1,0 +1,54 @@
+"""Held-out rows kept on disk until the model is final, so memory does not grow with them.
+
+Streaming sees held-out rows chunk by chunk but can only score them once the online model
+has learned from every training row.  :class:`HeldOutSpool` appends each chunk's held-out
+features and targets to anonymous temporary files and scores them at the end in blocks.
+"""
+
+from __future__ import annotations
+
+import tempfile
+
+import numpy as np
+
+SCORE_BLOCK_ROWS = 65_536
+
+
+class HeldOutSpool:
+    """Append-only store of held-out (X, y) rows with a fixed number of columns."""
+
+    def __init__(self) -> None:
+        # Open for the whole pass and closed by close(), hence no with-block.
+        self._features = tempfile.TemporaryFile()  # noqa: SIM115
+        self._targets = tempfile.TemporaryFile()  # noqa: SIM115
+        self.columns: int | None = None
+        self.rows = 0
+
+    def append(self, X: np.ndarray, y: np.ndarray) -> None:
+        if not len(X):
+            return
+        self.columns = X.shape[1]
+        np.ascontiguousarray(X, dtype=np.float64).tofile(self._features)
+        np.ascontiguousarray(y, dtype=np.float64).tofile(self._targets)
+        self.rows += len(X)
+
+    def predict_all(self, predict) -> tuple[np.ndarray, np.ndarray]:
+        """``(y_true, predict(X))`` over every stored row, reading blocks of rows."""
+        if not self.rows:
+            return np.array([]), np.array([])
+        self._features.flush()
+        self._targets.flush()
+        self._targets.seek(0)
+        y_true = np.fromfile(self._targets, dtype=np.float64)
+        predictions = np.empty(self.rows)
+        row_bytes = self.columns * 8
+        for start in range(0, self.rows, SCORE_BLOCK_ROWS):
+            count = min(SCORE_BLOCK_ROWS, self.rows - start)
+            self._features.seek(start * row_bytes)
+            block = np.fromfile(self._features, dtype=np.float64, count=count * self.columns)
+            predictions[start : start + count] = predict(block.reshape(count, self.columns))
+        return y_true, predictions
+
+    def close(self) -> None:
+        self._features.close()
+        self._targets.close()
