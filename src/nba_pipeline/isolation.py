@@ -118,6 +118,7 @@ def run_isolated(
         outcome.error = f"worker ended without a result (exit code {worker.exitcode})"
         return outcome
     outcome.result, outcome.error = message["result"], message["error"]
+    _load_records(outcome.result)
     outcome.wall_s = message["wall_s"]
     outcome.user_s, outcome.system_s = message["user_s"], message["system_s"]
     outcome.baseline_rss_mb = message["baseline_mb"]
@@ -252,6 +253,7 @@ def measure(mode: str, source: InputSource, config: PipelineConfig, **options):
             options,
             compute_enforced_outside=False,
         )
+        _load_records(result)
         return result, {"isolation": "in-process", "wall_s": time.perf_counter() - started}
     outcome = run_isolated(mode, source, config, **options)
     if not outcome.ok:
@@ -259,6 +261,12 @@ def measure(mode: str, source: InputSource, config: PipelineConfig, **options):
     accounting = outcome.accounting()
     _attach(outcome.result.section, accounting)
     return outcome.result, accounting
+
+
+def _load_records(result) -> None:
+    # Streaming leaves its chunk records on disk; they are read here, outside the worker.
+    if hasattr(result, "load_chunk_records"):
+        result.load_chunk_records()
 
 
 def _attach(section: dict, accounting: dict) -> None:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .chunk_log import ChunkLog, read_chunk_log
 from .config import PipelineConfig
 from .features import RollingSalary
 from .fit_state import FitAccumulator, FittedState
@@ -42,7 +43,7 @@ from .resources import (
     MemoryWatch,
     system_memory_percent,
 )
-from .transform import OPERATORS, derive_features, transform_features
+from .transform import derive_features, transform_features
 
 logger = logging.getLogger(__name__)
 
@@ -52,14 +53,26 @@ GROWTH_HEADROOM = 0.75
 
 @dataclass
 class StreamingResult:
-    """The report section, the per-chunk records, and (on request) the feature matrix."""
+    """The report section, the per-chunk records, and (on request) the feature matrix.
+
+    The chunk records stay in a JSON-lines file until :meth:`load_chunk_records` reads them
+    into ``chunk_records`` and ``section["chunk_metrics"]`` (``run_streaming`` does that
+    unless told to leave it to the process that collects the result).
+    """
 
     section: dict
-    chunk_records: list[dict]
     state: FittedState
     quarantine: pd.DataFrame
+    chunk_log_path: Path | None = None
+    chunk_records: list[dict] | None = None
     matrix: pd.DataFrame | None = None
     targets: pd.Series | None = None
+
+    def load_chunk_records(self) -> list[dict]:
+        if self.chunk_records is None:
+            self.chunk_records = read_chunk_log(self.chunk_log_path)
+            self.section["chunk_metrics"] = self.chunk_records
+        return self.chunk_records
 
 
 @dataclass
@@ -108,11 +121,13 @@ def run_streaming(
     spill_dir: Path | None = None,
     keep_matrix: bool = False,
     compute_enforced_outside: bool = False,
+    load_records: bool = True,
 ) -> StreamingResult:
     """Run both passes and return the report section and the chunk records.
 
     ``compute_enforced_outside`` says that a parent process applies the CPU cap, so the
-    loop must not pause by itself.
+    loop must not pause by itself; ``load_records=False`` leaves the chunk records on disk
+    for the caller's process to load (see :meth:`StreamingResult.load_chunk_records`).
     """
     budget = _Budget(config, compute_enforced_outside)
     clock, energy = CpuClock(), EnergyMeter()
@@ -121,7 +136,11 @@ def run_streaming(
     state, fit_stats = _fit_pass(source, config, budget)
     fit_s = time.perf_counter() - started
     stream = _TransformPass(source, config, state, budget, spill_dir, keep_matrix)
-    stream.run()
+    try:
+        stream.run()
+    except BaseException:
+        stream.log.discard()
+        raise
     wall_s = time.perf_counter() - started
 
     model = stream.model
@@ -131,23 +150,25 @@ def run_streaming(
     y_test, predictions = stream.held_out.predict_all(model.predict)
     stream.held_out.close()
 
-    rows = sum(record["rows"] for record in stream.records)
+    log = stream.log
+    log.close()
+    rows = log.totals["rows"]
     section = {
         "latency_s": preprocessing_s,
         "throughput_rows_s": rows / preprocessing_s if preprocessing_s > 0 else None,
         "rows": rows,
-        "rows_processed": sum(record["rows_processed"] for record in stream.records),
-        "rows_quarantined": sum(record["rows_quarantined"] for record in stream.records),
-        "chunks": len(stream.records),
+        "rows_processed": log.totals["rows_processed"],
+        "rows_quarantined": log.totals["rows_quarantined"],
+        "chunks": log.chunks,
         "fit_pass_s": fit_s,
         "transform_pass_s": wall_s - fit_s - stream.training_wall_s - stream.spill_s,
         "spill_s": stream.spill_s,
-        "operator_profile_s": _operator_totals(stream.records),
+        "operator_profile_s": log.operator_totals,
         "configured_chunk_size": config.chunk_size,
         "batch_size": config.batch_size,
         "final_chunk_size": budget.sizer.current,
         "adaptive_chunk_resize": config.adaptive_chunk_resize,
-        "memory": _memory_section(budget, stream.records, fit_stats),
+        "memory": _memory_section(budget, log, fit_stats),
         "compute": _compute_section(budget, clock),
         "energy": energy.report(),
         "model": {
@@ -159,23 +180,26 @@ def run_streaming(
             "update_batch_size": config.batch_size,
             **model.prequential(),
         },
-        "chunk_metrics": stream.records,
+        "chunk_metrics": None,
     }
     logger.info(
         "streaming: %d rows in %d chunks, %.3f s preprocessing, r2 %s",
         rows,
-        len(stream.records),
+        log.chunks,
         preprocessing_s,
         section["model"]["r2"],
     )
-    return StreamingResult(
+    result = StreamingResult(
         section=section,
-        chunk_records=stream.records,
+        chunk_log_path=log.path,
         state=state,
         quarantine=stream.quarantine(),
         matrix=pd.concat(stream.matrix_parts) if keep_matrix and stream.matrix_parts else None,
         targets=pd.concat(stream.target_parts) if keep_matrix and stream.target_parts else None,
     )
+    if load_records:
+        result.load_chunk_records()
+    return result
 
 
 def _fit_pass(source: InputSource, config: PipelineConfig, budget: _Budget):
@@ -270,7 +294,7 @@ class _TransformPass:
         self.model = OnlineSalaryModel(
             config.batch_size, state.target_mean, state.target_scale, config.random_seed
         )
-        self.records: list[dict] = []
+        self.log = ChunkLog()
         self.held_out = HeldOutSpool()
         self.matrix_parts: list[pd.DataFrame] = []
         self.target_parts: list[pd.Series] = []
@@ -304,7 +328,7 @@ class _TransformPass:
         return pd.concat(parts, ignore_index=True)
 
     def _commit(self, raw_chunk: RawChunk, transformed, outcome: ChunkOutcome) -> None:
-        chunk_id = len(self.records) + 1
+        chunk_id = self.log.chunks + 1
         train = transformed.is_train
         X, y = transformed.X, transformed.y
 
@@ -321,7 +345,7 @@ class _TransformPass:
         spill_paths, spill_s = self._spill(chunk_id, transformed)
         self.budget.watch.sample()
         pause_s = self.budget.throttle.pause_after(outcome.busy_s)
-        self.records.append(
+        self.log.append(
             self._record(
                 chunk_id, raw_chunk, transformed, outcome, pause_s, update_s, spill_paths, spill_s
             )
@@ -381,17 +405,13 @@ class _TransformPass:
         }
 
 
-def _operator_totals(records: list[dict]) -> dict:
-    return {name: sum(r["operator_profile_s"][name] for r in records) for name in OPERATORS}
-
-
-def _memory_section(budget: _Budget, records: list[dict], fit_stats: dict) -> dict:
+def _memory_section(budget: _Budget, log: ChunkLog, fit_stats: dict) -> dict:
     return {
         "budget_mb": budget.watch.budget_mb,
         "peak_rss_mb": budget.watch.peak_mb,
         "samples": budget.watch.samples,
-        "chunks_over_budget": sum(r["memory_exceeded"] for r in records),
-        "retries": sum(r["retries"] for r in records),
+        "chunks_over_budget": log.totals["memory_exceeded"],
+        "retries": log.totals["retries"],
         "fit_pass_chunks_over_budget": fit_stats["memory_exceeded_chunks"],
         "fit_pass_retries": fit_stats["retries"],
         "measurement": "process RSS (psutil) sampled after every operator of every chunk",

@@ -25,7 +25,12 @@ def run_mode(
         if mode == "batch":
             return run_batch(source, config, compute_enforced_outside=compute_enforced_outside)
         if mode == "streaming":
+            # The records stay on disk: the parent reads them, outside the measurement.
             return run_streaming(
-                source, config, compute_enforced_outside=compute_enforced_outside, **options
+                source,
+                config,
+                compute_enforced_outside=compute_enforced_outside,
+                load_records=False,
+                **options,
             )
     raise ValueError(f"unknown mode {mode!r}")
