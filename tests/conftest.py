@@ -176,3 +176,31 @@ def check_artifacts_tool() -> Callable[..., str]:
 def write_csv() -> Callable[[Path, Iterable[Mapping[str, str]]], Path]:
     """The writer behind ``raw_csv``, for fixtures with a wider scope than one test."""
     return write_raw_csv
+
+
+# --------------------------------------------------------------------------------------
+# Hypothesis profiles: "ci" (the default) is deterministic and bounded, so every run of the
+# suite tries the same examples; HYPOTHESIS_PROFILE=dev searches longer with fresh examples.
+# --------------------------------------------------------------------------------------
+
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+HYPOTHESIS_PROFILE_ENV = "HYPOTHESIS_PROFILE"
+
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    max_examples=100,
+    deadline=None,
+    database=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "dev",
+    max_examples=2000,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.load_profile(os.environ.get(HYPOTHESIS_PROFILE_ENV, "ci"))

@@ -17,10 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from nba_pipeline.run_inspection import (
-    CHECKSUMS,
-    CLEANUP_LOG,
-    LOCK_FILE_NAME,
+from nba_pipeline.inspection import (
     RunDirectoryError,
     clean_run,
     clean_runs_older_than,
@@ -29,6 +26,7 @@ from nba_pipeline.run_inspection import (
     verify_run,
     write_checksums,
 )
+from nba_pipeline.inspection.layout import CHECKSUMS, CLEANUP_LOG, LOCK_FILE_NAME
 
 TIMEOUT_S = 300
 _SCRIPT = Path(sys.executable).with_name("nba-pipeline")

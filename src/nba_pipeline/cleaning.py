@@ -5,7 +5,13 @@ RE2), never a Python loop per row.  An empty field is *missing* and is imputed l
 training statistics; a field that is present but does not match its format is
 *unparseable*, and its row is quarantined with the column, the value and the expected
 format, because guessing would invent data.  A row whose salary (the target) or name (the
-split key) is missing is quarantined too: a target is never imputed.
+split key) is missing is quarantined too: a target is never imputed.  A record the reader
+could not split into the header's fields (see :data:`~nba_pipeline.ingestion.RECORD_ERROR`)
+is quarantined with that reason alone, since none of its fields can be trusted.
+
+Accepted alternatives: a height in feet-inches only or metres only, a weight in pounds only
+or kilograms only, a salary with or without the dollar sign and thousands commas (cents are
+kept), and a birthday as MM/DD/YY, MM/DD/YYYY or ISO YYYY-MM-DD.
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .ingestion import RECORD_ERROR
+
 logger = logging.getLogger(__name__)
 
 KG_PER_LB = 0.45359237
@@ -29,8 +37,8 @@ FORMATS = {
     "jersey": "'#<digits>' such as #23",
     "height": "'<feet>-<inches> / <metres>' such as 6-9 / 2.06",
     "weight": "'<lbs> lbs. / <kg> kg.' such as 250 lbs. / 113.4 kg.",
-    "salary": "'$<digits>' such as $37436858",
-    "b_day": "a date 'MM/DD/YY' such as 12/30/84",
+    "salary": "'$<digits>' such as $37436858 (the $ and thousands commas are optional)",
+    "b_day": "a date 'MM/DD/YY' such as 12/30/84, 'MM/DD/YYYY' or ISO 'YYYY-MM-DD'",
     "draft_year": "a four-digit year such as 2003",
     "draft_round": "1, 2 or Undrafted",
     "draft_peak": "a pick number or Undrafted",
@@ -43,8 +51,9 @@ _PATTERNS = {
     "jersey": r"^#?\s*(?P<v>\d+)$",
     "height": rf"^(?:(?P<ft>\d+)-(?P<inch>{_NUMBER}))?\s*/?\s*(?P<m>{_NUMBER})?$",
     "weight": rf"(?i)^(?:(?P<lb>{_NUMBER})\s*lbs?\.?)?\s*/?\s*(?:(?P<kg>{_NUMBER})\s*kg\.?)?$",
-    "salary": r"^\$?\s*(?P<v>\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?$",
-    "b_day": r"^(?P<m>\d{1,2})/(?P<d>\d{1,2})/(?P<y>\d{2}|\d{4})$",
+    "salary": r"^\$?\s*(?P<v>(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?)$",
+    "b_day": r"^(?:(?P<m>\d{1,2})/(?P<d>\d{1,2})/(?P<y>\d{2}|\d{4})"
+    r"|(?P<iso_y>\d{4})-(?P<iso_m>\d{1,2})-(?P<iso_d>\d{1,2}))$",
     "draft_year": r"^(?P<v>\d{4})$",
     "draft_number": r"^(?P<v>\d+)$",
     "version": r"(?i)^NBA\s*2K(?P<v>\d{2})$",
@@ -68,7 +77,15 @@ class CleanedChunk:
 
 
 def clean(table: pa.Table, line_numbers: np.ndarray, records: list[bytes]) -> CleanedChunk:
-    """Parse one chunk of raw rows (all strings) read from the given file lines."""
+    """Parse one chunk of raw rows (all strings) read from the given file lines.
+
+    Columns are selected by name, so their order in the file does not matter and columns
+    the pipeline does not know are ignored.
+    """
+    record_error = None
+    if RECORD_ERROR in table.column_names:
+        record_error = table.column(RECORD_ERROR).combine_chunks()
+        table = table.drop_columns([RECORD_ERROR])
     text = {
         name: pc.utf8_trim_whitespace(table.column(name).combine_chunks())
         for name in table.column_names
@@ -82,6 +99,12 @@ def clean(table: pa.Table, line_numbers: np.ndarray, records: list[bytes]) -> Cl
     unparseable = {raw: np.isnan(values) & ~missing[raw] for raw, values in problems.items()}
     unparseable["salary missing"] = missing["salary"]
     unparseable["full_name missing"] = missing["full_name"]
+    if record_error is not None:
+        malformed = ~_is_missing(record_error)
+        # A malformed record's fields cannot be trusted: its own reason is the only one.
+        unparseable = {key: mask & ~malformed for key, mask in unparseable.items()}
+        unparseable = {RECORD_ERROR: malformed, **unparseable}
+        text[RECORD_ERROR] = record_error
     bad = np.logical_or.reduce(list(unparseable.values()))
 
     quarantine = _quarantine(text, unparseable, bad, line_numbers, records)
@@ -89,7 +112,7 @@ def clean(table: pa.Table, line_numbers: np.ndarray, records: list[bytes]) -> Cl
         keep = ~bad
         columns = {name: _take(values, keep) for name, values in columns.items()}
         line_numbers = line_numbers[keep]
-        logger.warning(
+        logger.info(
             "quarantined %d of %d rows (first at line %d: %s)",
             bad.sum(),
             len(bad),
@@ -153,7 +176,8 @@ def parse_weight(weight) -> np.ndarray:
 
 
 def parse_salary(salary) -> np.ndarray:
-    """'$37436858' (also with thousands commas) to dollars."""
+    """'$37436858' to dollars; the dollar sign and thousands commas are optional and cents
+    are kept ('37,436,858.50' is 37436858.5)."""
     parts = pc.extract_regex(_strings(salary), _PATTERNS["salary"])
     digits = pc.replace_substring(pc.struct_field(parts, "v"), ",", "")
     return _to_float(digits)
@@ -170,14 +194,20 @@ def parse_version(version) -> np.ndarray:
 
 
 def parse_birthday(b_day, version_year: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """'12/30/84' to days since 1970-01-01, and the birth month.
+    """'12/30/84' (or '12/30/1984' or ISO '1984-12-30') to days since 1970-01-01, and the
+    birth month.
 
     A two-digit year goes in the century that makes the player younger than the game's
     year: 84 is 1984 and 01 is 2001 for NBA2k21.  Impossible dates (month 13, 31 April)
-    are NaN, so a present but impossible date is quarantined.
+    are NaN, so a present but impossible date is quarantined.  A slash date is always read
+    month first, as the NBA2K exports write it.
     """
     parts = pc.extract_regex(_strings(b_day), _PATTERNS["b_day"])
     month, day, year = _field(parts, "m"), _field(parts, "d"), _field(parts, "y")
+    iso = np.isnan(year)
+    month = np.where(iso, _field(parts, "iso_m"), month)
+    day = np.where(iso, _field(parts, "iso_d"), day)
+    year = np.where(iso, _field(parts, "iso_y"), year)
     season = np.where(np.isnan(version_year), 2020, version_year) % 100
     year = np.where(year < 100, np.where(year <= season, 2000 + year, 1900 + year), year)
     valid = (month >= 1) & (month <= 12) & (day >= 1)
@@ -297,7 +327,9 @@ def _quarantine(text, unparseable, bad, line_numbers, records) -> pd.DataFrame:
         for key, mask in unparseable.items():
             if not mask[row]:
                 continue
-            if key.endswith("missing"):
+            if key == RECORD_ERROR:
+                parts.append(text[key][row].as_py())
+            elif key.endswith("missing"):
                 parts.append(f"{key.split()[0]}: missing (never imputed)")
             else:
                 parts.append(f"{key}: value {text[key][row].as_py()!r} is not {FORMATS[key]}")

@@ -140,6 +140,18 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help="keep the chunk size even when memory goes over budget",
     )
     parser.add_argument("--max-chunk-retries", type=int)
+    # Bad input (see "Bad input" in the README).
+    parser.add_argument(
+        "--encoding",
+        help="text encoding of the input file, e.g. cp1252 or latin-1 (default utf-8)",
+    )
+    parser.add_argument(
+        "--max-quarantine-ratio",
+        dest="max_quarantine_ratio",
+        type=float,
+        metavar="F",
+        help="stop when more than this share of input rows is quarantined (default 0.05)",
+    )
     parser.add_argument("--verbose", action="store_true", help="debug logging and tracebacks")
     parser.add_argument("--quiet", action="store_true", help="warnings only, no progress bars")
     parser.add_argument(
@@ -172,6 +184,8 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
         spill_to_disk=args.spill_to_disk,
         adaptive_chunk_resize=adaptive,
         max_chunk_retries=args.max_chunk_retries,
+        encoding=getattr(args, "encoding", None),
+        max_quarantine_ratio=getattr(args, "max_quarantine_ratio", None),
     )
 
 
@@ -209,7 +223,7 @@ def synth_command(args: argparse.Namespace) -> int:
 
 
 def compare_command(args: argparse.Namespace) -> int:
-    from .run_inspection import compare_runs, format_comparison
+    from .inspection import compare_runs, format_comparison
 
     result = compare_runs(args.run_a, args.run_b, seed=args.seed)
     print(_as_json(result) if args.json else format_comparison(result))
@@ -217,7 +231,7 @@ def compare_command(args: argparse.Namespace) -> int:
 
 
 def verify_command(args: argparse.Namespace) -> int:
-    from .run_inspection import format_verification, verify_run
+    from .inspection import format_verification, verify_run
 
     result = verify_run(args.run)
     print(_as_json(result) if args.json else format_verification(result))
@@ -225,7 +239,7 @@ def verify_command(args: argparse.Namespace) -> int:
 
 
 def clean_command(args: argparse.Namespace) -> int:
-    from .run_inspection import clean_run, clean_runs_older_than, format_cleanup
+    from .inspection import clean_run, clean_runs_older_than, format_cleanup
 
     if args.older_than is None:
         if args.include_reports:
@@ -247,7 +261,7 @@ def _as_json(result: dict) -> str:
 
 def report_command(args: argparse.Namespace) -> int:
     from .html_report import write_html_report
-    from .run_inspection import refresh_checksum
+    from .inspection import refresh_checksum
 
     path = write_html_report(args.run)
     refresh_checksum(args.run, path)

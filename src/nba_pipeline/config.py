@@ -8,6 +8,7 @@ before any work with a message naming the key, the accepted range and the value 
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import json
 import math
@@ -51,6 +52,10 @@ class PipelineConfig:
     data_size_fractions: tuple[float, ...] = (0.25, 0.5, 1.0)
     isolate_runs: bool = True
     telemetry: bool = True
+    # Bad input: how the file is decoded, and the share of rows that may be quarantined
+    # before the run stops because the input is probably the wrong file.
+    encoding: str = "utf-8"
+    max_quarantine_ratio: float = 0.05
 
     def __post_init__(self) -> None:
         for name, value in _coerced(self).items():
@@ -138,7 +143,13 @@ _INT_KEYS = (
     "rolling_window",
     "min_chunk_size",
 )
-_FLOAT_KEYS = ("max_memory_mb", "max_compute_units", "test_fraction", "correlation_threshold")
+_FLOAT_KEYS = (
+    "max_memory_mb",
+    "max_compute_units",
+    "test_fraction",
+    "correlation_threshold",
+    "max_quarantine_ratio",
+)
 _BOOL_KEYS = ("adaptive_chunk_resize", "spill_to_disk", "isolate_runs", "telemetry")
 _TUPLE_KEYS = {
     "sweep_chunk_sizes": int,
@@ -169,7 +180,24 @@ def _coerced(config: PipelineConfig) -> dict[str, Any]:
     if not isinstance(config.output_dir, (str, Path)) or not str(config.output_dir):
         raise ConfigError(f"output_dir must be a non-empty path, got {config.output_dir!r}")
     values["output_dir"] = str(config.output_dir)
+    values["encoding"] = _as_encoding(config.encoding)
     return values
+
+
+def _as_encoding(value: Any) -> str:
+    """A text encoding Python knows, in its canonical name (``latin_1`` -> ``iso8859-1``)."""
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"encoding must be the name of a text encoding, got {value!r}")
+    try:
+        info = codecs.lookup(value.strip())
+    except LookupError:
+        raise ConfigError(
+            f"encoding {value!r} is not a known text encoding; use a name such as utf-8, "
+            "cp1252, latin-1 or utf-16"
+        ) from None
+    if not getattr(info, "_is_text_encoding", True):
+        raise ConfigError(f"encoding {value!r} is not a text encoding")
+    return info.name
 
 
 def _as_int(key: str, value: Any) -> int:
@@ -220,6 +248,11 @@ def _validate(config: PipelineConfig) -> None:
         _unit_interval(limit, "sweep_compute_limits values")
     for fraction in config.data_size_fractions:
         _unit_interval(fraction, "data_size_fractions values")
+    if not 0.0 <= config.max_quarantine_ratio <= 1.0:
+        raise ConfigError(
+            "max_quarantine_ratio must be in [0, 1] (the share of input rows that may be "
+            f"quarantined), got {config.max_quarantine_ratio}"
+        )
 
 
 def _at_least(config: PipelineConfig, key: str, minimum: int) -> None:

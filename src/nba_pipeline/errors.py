@@ -36,3 +36,25 @@ class ResourceError(PipelineError):
     below the worker's baseline)."""
 
     exit_code = 5
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+class QuarantineLimitError(InputDataError):
+    """More of the input than ``max_quarantine_ratio`` allows cannot be used: the file is
+    probably not the expected table."""
+
+
+class InputChangedError(PipelineError):
+    """The input file changed while the run was reading it, so the results would mix two
+    versions of the data."""
+
+    exit_code = 6
+
+
+class RowAccountingError(PipelineError):
+    """Rows read differ from rows processed plus rows quarantined: a row was lost or
+    counted twice, and no result of the run can be trusted."""
+
+    exit_code = 7

@@ -10,7 +10,6 @@ gives exactly the same values as the whole table.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -83,22 +82,37 @@ class RollingSalary:
         self.history: dict[str, list[float]] = {}
 
     def copy(self) -> RollingSalary:
-        """An independent copy, so a chunk attempt that is abandoned changes nothing."""
-        return copy.deepcopy(self)
+        """An independent copy, so a chunk attempt that is abandoned changes nothing.
+
+        :meth:`apply` replaces a team's list and never changes one in place, so copying the
+        mapping is enough (a deep copy would cost more than a small chunk's features).
+        """
+        twin = RollingSalary(self.window)
+        twin.history = dict(self.history)
+        return twin
 
     def apply(self, team: pa.Array, salary: np.ndarray, is_train: np.ndarray):
-        """Rolling (mean, std) for each row; then remember this chunk's training salaries."""
-        names = sorted(self.history)
-        history_teams = [name for name in names for _ in self.history[name]]
-        history_salary = [value for name in names for value in self.history[name]]
-        teams = pa.concat_arrays([pa.array(history_teams, pa.string()), team])
-        encoded = pc.dictionary_encode(teams)
-        codes = encoded.indices.to_numpy(zero_copy_only=False)
+        """Rolling (mean, std) for each row; then remember this chunk's training salaries.
+
+        Only the history of the teams in this chunk is needed: a row's values come from its
+        own team, so the other teams' histories would not change any of them.
+        """
+        if not len(team):
+            return np.empty(0), np.empty(0)
+        encoded = pc.dictionary_encode(team)
+        dictionary = encoded.dictionary.to_pylist()
+        prior = [self.history.get(name, ()) for name in dictionary]
+        history_codes = np.repeat(
+            np.arange(len(dictionary), dtype=np.int64), [len(values) for values in prior]
+        )
+        history_salary = [value for values in prior for value in values]
+        codes = np.concatenate(
+            [history_codes, encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)]
+        )
         salaries = np.concatenate([np.asarray(history_salary, dtype=float), salary])
         train = np.concatenate([np.ones(len(history_salary), dtype=bool), is_train])
 
         mean, std, last_train = _rolling_before(codes, salaries, train, self.window)
-        dictionary = encoded.dictionary.to_pylist()
         for code, values in last_train.items():
             self.history[dictionary[code]] = values
         start = len(history_salary)
@@ -146,11 +160,17 @@ def _rolling_before(codes: np.ndarray, salaries: np.ndarray, train: np.ndarray, 
 
 def _last_per_team(sorted_codes, sorted_train, train_salaries, window) -> dict[int, list]:
     train_codes = sorted_codes[sorted_train]
-    last = {}
-    for code in np.unique(train_codes):
-        positions = np.flatnonzero(train_codes == code)[-window:]
-        last[int(code)] = train_salaries[positions].tolist()
-    return last
+    if not len(train_codes):
+        return {}
+    # Training rows are sorted by team, so each team's rows are one run of the array.
+    ends = np.r_[np.flatnonzero(train_codes[1:] != train_codes[:-1]) + 1, len(train_codes)]
+    tails = np.maximum(ends - window, np.r_[0, ends[:-1]])
+    return {
+        code: train_salaries[tail:end].tolist()
+        for code, tail, end in zip(
+            train_codes[ends - 1].tolist(), tails.tolist(), ends.tolist(), strict=True
+        )
+    }
 
 
 def derive(cleaned: CleanedChunk, is_train: np.ndarray, rolling: RollingSalary) -> FeatureChunk:

@@ -115,7 +115,9 @@ class FitAccumulator:
             raise ValueError("no training rows: the split left nothing to fit on")
         names = list(NUMERIC_FEATURES)
         correlation = self._correlation()
-        selected, dropped = _select(names, correlation, self.m2, correlation_threshold)
+        selected, dropped = _select(
+            names, correlation, self.m2, correlation_threshold, self.count, self.mean
+        )
         fill = {
             name: _finite(self.mean[i] if self.count[i] else 0.0) for i, name in enumerate(names)
         }
@@ -145,13 +147,20 @@ class FitAccumulator:
         )
 
     def _update_moments(self, numeric: np.ndarray) -> None:
-        for i in range(numeric.shape[1]):
-            column = numeric[:, i]
-            observed = column[~np.isnan(column)]
-            merged = _merge_moments(
-                np.array([self.count[i], self.mean[i], self.m2[i]]), _moments(observed)
-            )
-            self.count[i], self.mean[i], self.m2[i] = merged
+        # Columns without a missing value are reduced together, one contiguous row each,
+        # which sums in the same order as the per-column loop used for the others.
+        chunk = np.zeros((3, numeric.shape[1]))  # count, mean, M2 of this chunk's rows
+        complete = ~np.isnan(numeric).any(axis=0)
+        if complete.any():
+            columns = np.ascontiguousarray(numeric[:, complete].T)
+            means = columns.sum(axis=1) / columns.shape[1]
+            chunk[0, complete] = columns.shape[1]
+            chunk[1, complete] = means
+            chunk[2, complete] = ((columns - means[:, None]) ** 2).sum(axis=1)
+        for i in np.flatnonzero(~complete):
+            chunk[:, i] = _moments(numeric[:, i])
+        merged = _merge_moment_columns(np.vstack([self.count, self.mean, self.m2]), chunk)
+        self.count, self.mean, self.m2 = merged[0], merged[1], merged[2]
 
     def _update_pairs(self, numeric: np.ndarray) -> None:
         # Sums are taken around a fixed shift (the first chunk's means) to keep the
@@ -161,7 +170,8 @@ class FitAccumulator:
             counts = observed.sum(axis=0)
             sums = np.where(observed, numeric, 0.0).sum(axis=0)
             self.shift = np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0)
-        centred = np.where(observed, numeric - self.shift, 0.0)
+        centred = numeric - self.shift
+        centred[~observed] = 0.0
         mask = observed.astype(float)
         self.pair_n += mask.T @ mask
         self.pair_sx += centred.T @ mask
@@ -198,6 +208,19 @@ def _moments(values: np.ndarray) -> np.ndarray:
     return np.array([values.size, mean, ((values - mean) ** 2).sum()])
 
 
+def _merge_moment_columns(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """:func:`_merge_moments` of every column of two (count, mean, M2) x k arrays."""
+    n = a[0] + b[0]
+    has_rows = n > 0
+    delta = b[1] - a[1]
+    mean = a[1] + np.divide(delta * b[0], n, out=np.zeros_like(n), where=has_rows)
+    # Squared one scalar at a time, as in _merge_moments: a scalar power can round
+    # differently from the array one.
+    squared = np.array([value**2 for value in delta])
+    m2 = a[2] + b[2] + np.divide(squared * a[0] * b[0], n, out=np.zeros_like(n), where=has_rows)
+    return np.where(has_rows, np.vstack([n, mean, m2]), 0.0)
+
+
 def _merge_moments(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Chan et al.'s parallel update of (count, mean, M2)."""
     n = a[0] + b[0]
@@ -209,18 +232,24 @@ def _merge_moments(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.array([n, mean, m2])
 
 
-def _select(names, correlation, m2, threshold) -> tuple[list[str], list[dict]]:
+# Decisions compare floating-point statistics whose last bits depend on how the rows were
+# chunked; these tolerances keep batch and streaming on the same side of every decision.
+CONSTANT_TOLERANCE = 1e-12
+THRESHOLD_TOLERANCE = 1e-9
+
+
+def _select(names, correlation, m2, threshold, counts, means) -> tuple[list[str], list[dict]]:
     """Greedy selection in priority order: keep a feature unless it is constant or its
     absolute correlation with an already kept feature exceeds the threshold."""
     kept: list[int] = []
     dropped = []
+    limit = threshold + THRESHOLD_TOLERANCE
     for i, name in enumerate(names):
-        if not m2[i] > 0:
+        spread = np.sqrt(max(m2[i], 0.0) / max(counts[i], 1))
+        if not spread > CONSTANT_TOLERANCE * max(1.0, abs(means[i])):
             dropped.append({"feature": name, "reason": "constant on the training rows"})
             continue
-        partner = next(
-            (j for j in kept if abs(np.nan_to_num(correlation[i, j])) > threshold), None
-        )
+        partner = next((j for j in kept if abs(np.nan_to_num(correlation[i, j])) > limit), None)
         if partner is None:
             kept.append(i)
             continue

@@ -6,11 +6,21 @@ are parsed, so each chunk knows exactly how many input bytes it holds, and a chu
 to be split can hand records back to the reader unparsed.  Every parsed row keeps its
 1-based line number in the file as its index, which is how quarantined rows are reported
 and why batch and streaming outputs can be compared row by row.
+
+Bad input is handled here as far as bytes and records go: the file is decoded with the
+configured encoding (UTF-8 by default, a byte-order mark allowed) and records in any other
+encoding are transcoded to UTF-8 as they are read; a byte that does not decode is reported
+with its line and byte offset before any work.  A record that is not one row of exactly as
+many fields as the header (a truncated last line, a stray separator) does not stop the run:
+it is parsed into a row whose :data:`RECORD_ERROR` column says what is wrong, and cleaning
+quarantines it.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
+import dataclasses
 import hashlib
 import io
 import logging
@@ -32,25 +42,45 @@ logger = logging.getLogger(__name__)
 _HASH_BLOCK = 1 << 20
 _THREADED_ROWS = 50_000
 _SMALL_CHUNK_ROWS = 2_048
+UTF8 = "utf-8"
+# Present in a parsed chunk only when one of its records is malformed: the reason for each
+# row ("" when the record is fine).  No header of a CSV export can hold this name.
+RECORD_ERROR = "\x00record_error"
+# The standard library refuses fields over 128 KiB, which Arrow reads: one limit for both
+# parsers keeps a chunk's rows the same whichever of them reads it.
+_FIELD_LIMIT = 1 << 30
+if csv.field_size_limit() < _FIELD_LIMIT:
+    csv.field_size_limit(_FIELD_LIMIT)
 
 
 @dataclass(frozen=True)
 class InputSource:
-    """Where the raw table comes from: a file on disk or CSV bytes held in memory."""
+    """Where the raw table comes from: a file on disk or CSV bytes held in memory.
+
+    ``encoding`` is the text encoding of the bytes; records are handed on as UTF-8 whatever
+    it is (see :meth:`open_utf8`).
+    """
 
     name: str
     path: Path | None = None
     data: bytes | None = None
+    encoding: str = UTF8
 
     @classmethod
-    def from_path(cls, path: str | Path) -> InputSource:
+    def from_path(cls, path: str | Path, encoding: str = UTF8) -> InputSource:
         """A CSV file; fails with a clear message when it is missing or not a file."""
         path = Path(path)
         if not path.exists():
-            raise InputDataError(f"input file {path} does not exist")
+            raise InputDataError(
+                f"input file {path} does not exist; check the path given to --input"
+            )
         if not path.is_file():
-            raise InputDataError(f"input path {path} is not a file")
-        return cls(name=str(path), path=path)
+            raise InputDataError(f"input path {path} is not a file; give --input a CSV file")
+        return cls(name=str(path), path=path, encoding=_canonical(encoding))
+
+    @property
+    def is_utf8(self) -> bool:
+        return self.encoding == UTF8
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame) -> InputSource:
@@ -65,40 +95,141 @@ class InputSource:
         try:
             return self.path.open("rb")
         except OSError as exc:
-            raise InputDataError(f"input file {self.path} cannot be read: {exc}") from None
+            raise InputDataError(
+                f"input file {self.path} cannot be read: {exc.strerror}; check its permissions"
+            ) from None
+
+    def open_utf8(self):
+        """A binary stream of the table's text as UTF-8, whatever its encoding.
+
+        Only ``readline`` and ``close`` are promised.  UTF-8 input is the file itself;
+        anything else is decoded with :attr:`encoding` and re-encoded line by line.
+        """
+        stream = self.open()
+        return stream if self.is_utf8 else _Utf8Lines(stream, self)
 
 
-def as_source(data: str | Path | pd.DataFrame | InputSource) -> InputSource:
-    """Accept the forms the public API takes: a path, a DataFrame or a source."""
+class _Utf8Lines:
+    """Lines of text in another encoding, re-encoded to UTF-8 bytes (lines end at ``\\n``)."""
+
+    def __init__(self, stream: io.BufferedIOBase, source: InputSource) -> None:
+        self._text = io.TextIOWrapper(stream, encoding=source.encoding, newline="\n")
+        self._source = source
+        self._line = 0
+
+    def readline(self) -> bytes:
+        try:
+            line = self._text.readline()
+        except UnicodeDecodeError as exc:
+            raise InputDataError(
+                f"input {self._source.name} cannot be decoded as {self._source.encoding} "
+                f"at line {self._line + 1} or soon after: {exc.reason}; pass the file's real "
+                "encoding with --encoding"
+            ) from None
+        self._line += 1
+        return line.encode(UTF8)
+
+    def close(self) -> None:
+        self._text.close()
+
+    def __enter__(self) -> _Utf8Lines:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+def _canonical(encoding: str) -> str:
+    try:
+        return codecs.lookup(encoding).name
+    except LookupError:
+        raise InputDataError(f"unknown text encoding {encoding!r}") from None
+
+
+def as_source(
+    data: str | Path | pd.DataFrame | InputSource, encoding: str | None = None
+) -> InputSource:
+    """Accept the forms the public API takes: a path, a DataFrame or a source.
+
+    ``encoding`` applies to files (a DataFrame is always serialised as UTF-8); ``None``
+    keeps a source's own encoding and means UTF-8 for a path.
+    """
     if isinstance(data, InputSource):
-        return data
+        if encoding is None or data.path is None:
+            return data
+        return dataclasses.replace(data, encoding=_canonical(encoding))
     if isinstance(data, pd.DataFrame):
         return InputSource.from_frame(data)
-    return InputSource.from_path(data)
+    return InputSource.from_path(data, encoding or UTF8)
 
 
 def fingerprint(source: InputSource) -> dict:
     """SHA-256 of the input's bytes, its record and column counts, and when it was taken.
 
     The digest is computed over the bytes exactly as stored, never over a re-serialised
-    table, so the same file gives the same digest whatever the configuration.
+    table, so the same file gives the same digest whatever the configuration.  The same
+    pass checks that the bytes decode with the source's encoding, so a file in another
+    encoding stops here, before any work, naming the line and byte offset of the first byte
+    that does not decode.
     """
-    digest = hashlib.sha256()
-    with source.open() as stream:
-        for block in iter(lambda: stream.read(_HASH_BLOCK), b""):
-            digest.update(block)
+    digest = sha256_of(source, check_encoding=True)
     reader = ChunkReader(source)
     try:
         row_count = reader.count_records()
     finally:
         reader.close()
     return {
-        "sha256": digest.hexdigest(),
+        "sha256": digest,
         "row_count": row_count,
         "column_count": len(reader.columns),
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
         "source": source.name if source.path is not None else "in-memory DataFrame as CSV",
     }
+
+
+def sha256_of(source: InputSource, check_encoding: bool = False) -> str:
+    """Hex SHA-256 of the source's bytes as stored; optionally check that they decode."""
+    digest = hashlib.sha256()
+    decoder = codecs.getincrementaldecoder(source.encoding)("strict") if check_encoding else None
+    offset = 0
+    with source.open() as stream:
+        for block in iter(lambda: stream.read(_HASH_BLOCK), b""):
+            digest.update(block)
+            if decoder is not None:
+                _decode_or_fail(source, decoder, block, offset)
+            offset += len(block)
+    if decoder is not None:
+        _decode_or_fail(source, decoder, b"", offset, final=True)
+    return digest.hexdigest()
+
+
+def _decode_or_fail(source, decoder, block: bytes, offset: int, final: bool = False) -> None:
+    """Decode one block; a byte that does not decode stops the run with where it is."""
+    buffered = len(decoder.getstate()[0])
+    try:
+        decoder.decode(block, final)
+    except UnicodeDecodeError as exc:
+        position = offset - buffered + exc.start
+        bad = exc.object[exc.start : exc.start + 1]
+        raise InputDataError(
+            f"input {source.name} is not valid {source.encoding.upper()} at line "
+            f"{_line_at(source, position)}, byte offset {position} (byte 0x{bad.hex()}: "
+            f"{exc.reason}); save the file as UTF-8, or pass its encoding with --encoding "
+            "(for example --encoding cp1252)"
+        ) from None
+
+
+def _line_at(source: InputSource, position: int) -> int:
+    """The 1-based line of the file that holds byte ``position``."""
+    newlines, read = 0, 0
+    with source.open() as stream:
+        while read < position:
+            block = stream.read(min(_HASH_BLOCK, position - read))
+            if not block:
+                break
+            newlines += block.count(b"\n")
+            read += len(block)
+    return newlines + 1
 
 
 @dataclass
@@ -133,14 +264,28 @@ class ChunkReader:
 
     def __init__(self, source: InputSource) -> None:
         self.source = source
-        self._stream = source.open()
+        self._stream = source.open_utf8()
         self._returned: deque[tuple[bytes, int]] = deque()
-        self.header = self._stream.readline()
+        try:
+            header = self._stream.readline()
+        except BaseException:
+            self.close()
+            raise
+        # A byte-order mark belongs to the file, not to the first column's name.
+        self.header = header.removeprefix(codecs.BOM_UTF8)
+        bom = len(header) - len(self.header)
         self._line = 2  # the header is line 1
         if not self.header.strip():
             self.close()
-            raise InputDataError(f"input {source.name} is empty: expected a CSV header line")
-        self.columns = _parse_header(self.header, source.name)
+            raise InputDataError(
+                f"input {source.name} is empty: expected a CSV header line naming the columns "
+                "(full_name, rating, ...) followed by one line per player"
+            )
+        try:
+            self.columns = _parse_header(self.header, source.name, bom)
+        except BaseException:
+            self.close()
+            raise
 
     def take(self, rows: int) -> RawChunk:
         """Up to ``rows`` records; an empty chunk means the input is exhausted."""
@@ -187,16 +332,42 @@ class ChunkReader:
                 return None, self._line
             start = self._line
             self._line += 1
-            while line.count(b'"') % 2 == 1:
+            while line.count(b'"') % 2 == 1 and _inside_quotes(line):
                 more = self._stream.readline()
                 if not more:
-                    break
+                    break  # an unclosed quote at the end: the record is quarantined
                 self._line += 1
                 line += more
             if line.strip():
                 if not line.endswith(b"\n"):
                     line += b"\n"
                 return line, start
+
+
+def _inside_quotes(record: bytes) -> bool:
+    """Whether ``record`` ends inside a quoted field, by the CSV rules.
+
+    Only a quote that starts a field opens a quoted field (``"a, b"``); inside one, ``""`` is
+    a quote character; elsewhere a quote is an ordinary character (``Shaquille O"Neal``).
+    Called only for records with an odd number of quotes, so a stray quote does not join the
+    lines that follow into one record.
+    """
+    quoted = False
+    field_start = True
+    index, size = 0, len(record)
+    while index < size:
+        char = record[index]
+        if quoted:
+            if char == 0x22:
+                if index + 1 < size and record[index + 1] == 0x22:
+                    index += 1
+                else:
+                    quoted = False
+        elif char == 0x22 and field_start:
+            quoted = True
+        field_start = not quoted and char == 0x2C
+        index += 1
+    return quoted
 
 
 @dataclass
@@ -215,6 +386,9 @@ def parse_chunk(header: bytes, chunk: RawChunk, columns: list[str]) -> ParsedChu
     """Parse raw records into strings (empty where a field is empty), one column per field.
 
     Every cell stays text so that cleaning sees exactly what the file holds, in every mode.
+    A record that is not exactly one row of ``len(columns)`` fields, or not UTF-8, becomes a
+    row holding the fields it has (cut or padded with empty strings) and its reason in the
+    extra :data:`RECORD_ERROR` column, which is present only when some record is malformed.
     """
     if not len(chunk):
         empty = pa.table({name: pa.array([], pa.string()) for name in columns})
@@ -230,12 +404,15 @@ def _parse_small(chunk: RawChunk, columns: list[str]) -> pa.Table:
     """The standard library's CSV reader: far less fixed cost per call than Arrow's, which
     matters for the small chunks of an edge device."""
     try:
-        text = b"".join(chunk.records).decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise _unparseable(chunk, columns, f"not UTF-8 at byte {exc.start}") from None
-    rows = list(csv.reader(io.StringIO(text, newline="")))
+        text = b"".join(chunk.records).decode(UTF8)
+    except UnicodeDecodeError:
+        return _parse_each(chunk, columns)
+    try:
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error:
+        return _parse_each(chunk, columns)
     if len(rows) != len(chunk) or any(len(row) != len(columns) for row in rows):
-        raise _unparseable(chunk, columns, "wrong number of fields")
+        return _parse_each(chunk, columns)
     values = list(zip(*rows, strict=True))
     return pa.table({name: pa.array(values[i], pa.string()) for i, name in enumerate(columns)})
 
@@ -251,16 +428,66 @@ def _parse_large(header: bytes, chunk: RawChunk, columns: list[str]) -> pa.Table
                 column_types=types, strings_can_be_null=False, quoted_strings_can_be_null=False
             ),
         )
-    except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
-        raise _unparseable(chunk, columns, str(exc)) from None
+    except (pa.ArrowInvalid, UnicodeDecodeError):
+        return _parse_each(chunk, columns)
+    if table.num_rows != len(chunk):
+        return _parse_each(chunk, columns)
     return table.rename_columns(columns)
 
 
-def _unparseable(chunk: RawChunk, columns: list[str], detail: str) -> InputDataError:
-    return InputDataError(
-        f"input records at lines {chunk.line_numbers[0]}-{chunk.line_numbers[-1]} could not "
-        f"be parsed as {len(columns)} comma-separated UTF-8 fields each: {detail}"
-    )
+def _parse_each(chunk: RawChunk, columns: list[str]) -> pa.Table:
+    """Record by record, for a chunk holding a malformed record: every record keeps its row,
+    and each malformed one says why in :data:`RECORD_ERROR`."""
+    width = len(columns)
+    cells: list[list[str]] = [[] for _ in columns]
+    errors: list[str] = []
+    for record in chunk.records:
+        fields, error = _parse_record(record, width)
+        lines = record.rstrip(b"\r\n").count(b"\n") + 1
+        if error and lines > 1:
+            error += f"; the record spans {lines} lines: check for an unclosed quote"
+        fields = (fields + [""] * width)[:width]
+        for column, value in zip(cells, fields, strict=True):
+            column.append(value)
+        errors.append(error)
+    malformed = sum(1 for error in errors if error)
+    logger.debug("%d malformed record(s) among lines %s-%s", malformed, *_line_span(chunk))
+    arrays = {
+        name: pa.array(values, pa.string()) for name, values in zip(columns, cells, strict=True)
+    }
+    arrays[RECORD_ERROR] = pa.array(errors, pa.string())
+    return pa.table(arrays)
+
+
+def _parse_record(record: bytes, width: int) -> tuple[list[str], str]:
+    """One record's fields and "" when it is one row of ``width`` fields, else the reason."""
+    try:
+        text = record.decode(UTF8)
+    except UnicodeDecodeError as exc:
+        return [], f"record: not valid UTF-8 at byte {exc.start} of the record"
+    try:
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as exc:
+        return [], f"record: not a CSV row ({exc})"
+    if len(rows) != 1:
+        return (rows[0] if rows else []), (
+            f"record: holds {len(rows)} CSV rows, expected 1 (check for an unclosed quote)"
+        )
+    fields = rows[0]
+    if len(fields) < width:
+        return fields, (
+            f"record: has {len(fields)} of {width} fields (truncated line or missing separators)"
+        )
+    if len(fields) > width:
+        return fields, (
+            f"record: has {len(fields)} fields, expected {width} (unquoted comma or extra "
+            "separator)"
+        )
+    return fields, ""
+
+
+def _line_span(chunk: RawChunk) -> tuple[int, int]:
+    return chunk.line_numbers[0], chunk.line_numbers[-1]
 
 
 def read_table(source: InputSource) -> ParsedChunk:
@@ -269,14 +496,24 @@ def read_table(source: InputSource) -> ParsedChunk:
         return parse_chunk(reader.header, reader.take(sys.maxsize), reader.columns)
 
 
-def _parse_header(header: bytes, name: str) -> list[str]:
+def _parse_header(header: bytes, name: str, offset: int = 0) -> list[str]:
+    """Column names of the header line; ``offset`` is where it starts in the file."""
     try:
-        text = header.decode("utf-8-sig")
+        text = header.decode(UTF8)
     except UnicodeDecodeError as exc:
         raise InputDataError(
-            f"input {name}: header is not UTF-8 (byte offset {exc.start})"
+            f"input {name} is not valid UTF-8 at line 1, byte offset {offset + exc.start}; "
+            "save the file as UTF-8, or pass its encoding with --encoding (for example "
+            "--encoding cp1252)"
         ) from None
-    columns = pd.read_csv(io.StringIO(text), nrows=0).columns
+    # pandas names a blank column "Unnamed: <i>" and a repeated one "<name>.1", so every
+    # column keeps a distinct name and the extra ones are reported, never silently merged.
+    try:
+        columns = pd.read_csv(io.StringIO(text), nrows=0).columns
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise InputDataError(
+            f"input {name}: header line 1 is not a CSV line of column names ({exc})"
+        ) from None
     return [str(column).strip() for column in columns]
 
 
@@ -294,8 +531,14 @@ def require_columns(source: InputSource, required: tuple[str, ...]) -> list[str]
         columns = reader.columns
     absent = [name for name in required if name not in columns]
     if absent:
+        separator = next((sep for sep in ";\t|" if len(columns) == 1 and sep in columns[0]), None)
+        hint = (
+            f"the file seems to separate fields with {separator!r}; save it comma-separated"
+            if separator
+            else "add the column(s) or check that this is the NBA2K player table"
+        )
         raise InputDataError(
             f"input {source.name} lacks required column(s) {', '.join(map(repr, absent))}; "
-            f"its header has {', '.join(columns)}"
+            f"its header (line 1) has {', '.join(columns)}; {hint}"
         )
     return columns

@@ -226,17 +226,29 @@ def _signal(worker, number: int) -> None:
         os.kill(worker.pid, number)
 
 
-def _log_setup() -> tuple[int, logging.Formatter | None]:
-    """The parent's log level and format, for the worker to log the same way."""
+def _log_setup() -> tuple[int, str | None, str | None]:
+    """The parent's log level and format, for the worker to log the same way.
+
+    Only plain values cross to the worker: a formatter object may hold things that cannot
+    be pickled (a test runner's terminal writer, for one).
+    """
     root = logging.getLogger()
     formatter = root.handlers[0].formatter if root.handlers else None
-    return root.level, formatter
+    if formatter is None:
+        return root.level, None, None
+    if type(formatter).__name__ == "JsonLogFormatter":
+        return root.level, "json", None
+    return root.level, "text", getattr(formatter, "_fmt", None)
 
 
-def _configure_worker_logging(level: int, formatter: logging.Formatter | None) -> None:
+def _configure_worker_logging(level: int, kind: str | None, text_format: str | None) -> None:
     handler = logging.StreamHandler()
-    if formatter is not None:
-        handler.setFormatter(formatter)
+    if kind == "json":
+        from .terminal import JsonLogFormatter
+
+        handler.setFormatter(JsonLogFormatter())
+    elif kind == "text":
+        handler.setFormatter(logging.Formatter(text_format))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -13,6 +13,7 @@ returns the plain-data report section it produced and keeps it for :meth:`write_
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -24,21 +25,31 @@ from .artifacts import OutputDirLock
 from .batch import BatchResult
 from .benchmark import run_benchmark
 from .config import PipelineConfig
-from .errors import ResourceError
+from .errors import OutputError, ResourceError
 from .experiment import latency_vs_data_size, run_constraint_sweep
 from .html_report import write_html_report
 from .ingestion import InputSource, as_source, fingerprint, require_columns
+from .inspection import write_checksums
 from .isolation import MeasuredRunFailed, measure
 from .progress import Progress
-from .quality import build_quality
+from .quality import (
+    InputCheck,
+    build_quality,
+    check_input,
+    quarantine_table,
+    verify_input_unchanged,
+    verify_row_accounting,
+)
 from .report_fields import field_kinds
 from .reproducibility import reproducibility_section
-from .run_inspection import write_checksums
 from .streaming import StreamingResult
 from .synth import sample_dataset_path
 from .validation import REQUIRED_COLUMNS
 
 logger = logging.getLogger(__name__)
+
+# OSError numbers of a failed write: EACCES, EFBIG, ENOSPC, EROFS, EDQUOT.
+_WRITE_FAILURE = re.compile(r"^(?:OSError|PermissionError): \[Errno (?:13|27|28|30|122)\]")
 
 Data = str | Path | pd.DataFrame | None
 REPORT_SECTIONS = (
@@ -71,6 +82,7 @@ class PipelineRunner:
         self._sweep_log: list[dict] = []
         self._data_size: list[dict] = []
         self._fingerprinted: str | None = None
+        self._input_check: InputCheck | None = None  # bad input: set by _source
         self._lock = OutputDirLock(self.output_dir)
 
     @property
@@ -148,6 +160,12 @@ class PipelineRunner:
 
     def _write_artifacts(self) -> Path:
         out = self.output_dir
+        # Bad input: nothing is written unless the input is still the file the run started
+        # with (a change would also upset the counts) and every row is accounted for; then
+        # every quarantined row goes to quarantine.csv.
+        verify_input_unchanged(self.report, self._input_check)
+        verify_row_accounting(self.report, self._input_check)
+        self._write_quarantine(out)
         if self._streaming is not None:
             self._write_streaming(out)
         if "benchmark" in self.report:
@@ -175,10 +193,13 @@ class PipelineRunner:
         return out
 
     def _source(self, data: Data) -> InputSource:
-        source = as_source(sample_dataset_path() if data is None else data)
+        source = as_source(sample_dataset_path() if data is None else data, self.config.encoding)
         require_columns(source, REQUIRED_COLUMNS)
         if self._fingerprinted != source.name or isinstance(data, pd.DataFrame):
             self.report["dataset_fingerprint"] = fingerprint(source)
+            # Before any measured run: no data rows, too many quarantined rows
+            # (max_quarantine_ratio) or no training / held-out row stop the run here.
+            self._input_check = check_input(source, self.config)
             self._fingerprinted = source.name
         return source
 
@@ -186,6 +207,13 @@ class PipelineRunner:
         try:
             return measure(mode, source, self.config, **options)[0]
         except MeasuredRunFailed as failure:
+            # A worker that could not write its spill files (disk full, file size limit,
+            # read-only or forbidden directory) has an output problem, not a resource one.
+            if _WRITE_FAILURE.search(str(failure)):
+                raise OutputError(
+                    f"{mode} run could not write under {self.output_dir}: {failure}; free "
+                    "space there or choose another --output-dir"
+                ) from None
             raise ResourceError(f"{mode} run failed: {failure}") from None
 
     def _thread_limit(self):
@@ -212,6 +240,17 @@ class PipelineRunner:
             "note": "stages and sweep settings run one after another in one process; "
             "n_jobs limits the numpy/scikit-learn thread pools",
         }
+
+    def _write_quarantine(self, out: Path) -> None:
+        """``reports/quarantine.csv``: every quarantined row (line, reason, raw), header always;
+        from the batch result, or the streaming one in a streaming-only run."""
+        if self._batch is not None:
+            quarantine = self._batch.transformed.quarantine
+        elif self._streaming is not None:
+            quarantine = self._streaming.quarantine
+        else:
+            return
+        artifacts.write_csv(out / "reports" / "quarantine.csv", quarantine_table(quarantine))
 
     def _write_streaming(self, out: Path) -> None:
         records = self._streaming.chunk_records

@@ -13,6 +13,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 _SCALE = float(1 << 64)
+# Above this many rows, names are hashed once per distinct value.
+_DISTINCT_FIRST_ROWS = 2_048
 
 
 def player_buckets(names: pa.Array, seed: int) -> np.ndarray:
@@ -24,6 +26,17 @@ def player_buckets(names: pa.Array, seed: int) -> np.ndarray:
     """
     if not isinstance(names, (pa.Array, pa.ChunkedArray)):
         names = pa.array(names, type=pa.string())
+    if len(names) > _DISTINCT_FIRST_ROWS and not names.null_count:
+        # A large table repeats names (a player's two seasons, common names): normalise and
+        # hash each distinct name once, then spread the hashes back to the rows.
+        if isinstance(names, pa.ChunkedArray):
+            names = names.combine_chunks()
+        encoded = pc.dictionary_encode(names)
+        return _buckets(encoded.dictionary, seed)[encoded.indices.to_numpy()]
+    return _buckets(names, seed)
+
+
+def _buckets(names: pa.Array, seed: int) -> np.ndarray:
     collapsed = pc.replace_substring_regex(pc.utf8_trim_whitespace(names), r"\s+", " ")
     normalised = pc.utf8_lower(collapsed).to_numpy(zero_copy_only=False).astype(object)
     key = f"{seed:016d}"[-16:]

@@ -106,7 +106,7 @@ def transform_features(
     started = time.perf_counter()
     imputed = impute(derived.features.numeric, state)
     categorical = {
-        name: pc.fill_null(values, state.categorical_fill[name])
+        name: pc.fill_null(values, state.categorical_fill[name]) if values.null_count else values
         for name, values in derived.features.categorical.items()
     }
     timings["feature_engineering_s"] += time.perf_counter() - started
@@ -147,20 +147,28 @@ def encode_scale(
     """Standard-scaled numerics followed by one-hot columns, in the state's fixed order.
 
     A category never seen in training gets all zeros in its block rather than a new column,
-    so every chunk has exactly the same columns.
+    so every chunk has exactly the same columns.  The matrix is allocated once and filled in
+    place (no per-block arrays to stack, which would double the peak memory of a batch).
     """
     mean = np.array([state.scaler_mean[name] for name in state.selected_numeric])
     scale = np.array([state.scaler_scale[name] for name in state.selected_numeric])
-    blocks = [(numeric - mean) / scale]
-    for column in CATEGORICAL_FEATURES:
-        vocabulary = state.vocabulary[column]
-        codes = pc.index_in(categorical[column], value_set=pa.array(vocabulary, pa.string()))
-        codes = pc.fill_null(codes, -1).to_numpy(zero_copy_only=False)
-        one_hot = np.zeros((len(codes), len(vocabulary)))
+    widths = [len(state.vocabulary[column]) for column in CATEGORICAL_FEATURES]
+    rows, width = numeric.shape[0], len(mean)
+    matrix = np.zeros((rows, width + sum(widths)))
+    scaled = matrix[:, :width]
+    np.subtract(numeric, mean, out=scaled)
+    np.divide(scaled, scale, out=scaled)
+    offset = width
+    for column, size in zip(CATEGORICAL_FEATURES, widths, strict=True):
+        vocabulary = pa.array(state.vocabulary[column], pa.string())
+        codes = pc.index_in(categorical[column], value_set=vocabulary)
+        if codes.null_count:
+            codes = pc.fill_null(codes, -1)
+        codes = codes.to_numpy(zero_copy_only=False)
         seen = np.flatnonzero(codes >= 0)
-        one_hot[seen, codes[seen]] = 1.0
-        blocks.append(one_hot)
-    return np.hstack(blocks)
+        matrix[seen, offset + codes[seen]] = 1.0
+        offset += size
+    return matrix
 
 
 def outlier_flags(imputed: np.ndarray, state: FittedState) -> pd.DataFrame:

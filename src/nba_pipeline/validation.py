@@ -132,7 +132,8 @@ def check_schema(raw: pd.DataFrame, salary_parsed: pd.Series) -> tuple[bool, lis
     float by the cleaning step (NaN where parsing failed), aligned with ``raw`` row by row.
     Each issue is one readable sentence naming the column, the count of bad values, examples
     with their 1-based data row numbers (row 1 is the first line after the header) and what
-    was expected.
+    was expected.  When ``raw``'s index is named ``"line"`` it holds the file line of each
+    row, and the examples name those lines instead ("line 7: 'abc'").
 
     ``schema_ok`` is False when a required column is missing or any salary is missing or
     unparseable, because the pipeline cannot build its target without them.  Extra columns
@@ -206,24 +207,36 @@ def _salary_issues(raw_salary: pd.Series, salary_parsed: pd.Series) -> list[str]
     if missing.any():
         issues.append(
             f"salary: {int(missing.sum())} of {len(raw_salary)} value(s) are missing "
-            f"({_row_list(missing)}); expected every player to have a salary in the format "
+            f"({_row_list(missing, raw_salary.index)}); expected every player to have a salary "
+            "in the format "
             f"{SALARY_FORMAT}"
         )
     return issues
 
 
 def _examples(values: pd.Series, bad: np.ndarray) -> str:
-    """Up to MAX_EXAMPLES bad cells as ``row 3: 'abc'`` using 1-based positional rows."""
+    """Up to MAX_EXAMPLES bad cells as ``row 3: 'abc'`` using 1-based positional rows, or as
+    ``line 4: 'abc'`` when the index holds file lines."""
     positions = np.flatnonzero(bad)[:MAX_EXAMPLES]
-    shown = ", ".join(f"row {pos + 1}: {values.iloc[pos]!r}" for pos in positions)
+    shown = ", ".join(f"{_where(values.index, pos)}: {values.iloc[pos]!r}" for pos in positions)
     return f"e.g. {shown}" if bad.sum() > MAX_EXAMPLES else shown
 
 
-def _row_list(mask: np.ndarray) -> str:
+def _row_list(mask: np.ndarray, index: pd.Index | None = None) -> str:
     positions = np.flatnonzero(mask)
+    if index is not None and index.name == "line":
+        lines = ", ".join(str(index[pos]) for pos in positions[:MAX_EXAMPLES])
+        more = ", ..." if len(positions) > MAX_EXAMPLES else ""
+        return f"line(s) {lines}{more}"
     rows = ", ".join(str(pos + 1) for pos in positions[:MAX_EXAMPLES])
     more = ", ..." if len(positions) > MAX_EXAMPLES else ""
     return f"row(s) {rows}{more}"
+
+
+def _where(index: pd.Index, position: int) -> str:
+    if index.name == "line":
+        return f"line {index[position]}"
+    return f"row {position + 1}"
 
 
 def _quoted(names: Iterable[str]) -> str:
