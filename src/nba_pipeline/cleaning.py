@@ -313,13 +313,7 @@ _NO_QUARANTINE = pd.DataFrame(
 def _quarantine(text, unparseable, bad, line_numbers, records) -> pd.DataFrame:
     """One row per quarantined input row: its line, every reason, and the raw record."""
     if not bad.any():
-        return pd.DataFrame(
-            {
-                "line": pd.Series(dtype=int),
-                "reason": pd.Series(dtype=str),
-                "raw": pd.Series(dtype=str),
-            }
-        )
+        return _NO_QUARANTINE
     rows = np.flatnonzero(bad)
     reasons = []
     for row in rows:

@@ -340,7 +340,8 @@ class _TransformPass:
         if self.keep_matrix:
             self.matrix_parts.append(transformed.frame())
             self.target_parts.append(pd.Series(y, index=transformed.frame().index, name="salary"))
-        self.quarantine_parts.append(transformed.quarantine)
+        if not transformed.quarantine.empty:
+            self.quarantine_parts.append(transformed.quarantine)
 
         spill_paths, spill_s = self._spill(chunk_id, transformed)
         self.budget.watch.sample()
