@@ -51,11 +51,12 @@ PLANS = {
         "sizes": [10_000, 100_000, 1_000_000, 5_000_000],
         "chunk_sizes": [64, 1_024, 16_384],
         "max_reps": 5,
-        "combination_budget_s": 45.0,
+        "combination_budget_s": 40.0,
         "max_run_s": 180.0,
         "read_max_reps": 5,
+        "naive_whole_max_rows": 1_000_000,
         "naive_chunked_max_rows": 100_000,
-        "overhead_rows": 50_000,
+        "overhead_rows": 30_000,
         "overhead_reps": 4,
         "edge_rows": [100_000, 2_000_000],
         "full_run_reps": 3,
@@ -69,6 +70,7 @@ PLANS = {
         "combination_budget_s": 10.0,
         "max_run_s": 30.0,
         "read_max_reps": 3,
+        "naive_whole_max_rows": 50_000,
         "naive_chunked_max_rows": 10_000,
         "overhead_rows": 10_000,
         "overhead_reps": 3,
@@ -139,6 +141,7 @@ def run_worker(spec: dict, timeout_s: float = 3_600) -> dict:
     if message["error"]:
         raise BenchmarkError(message["error"])
     result = message["result"]
+    result["load_average_1m_after"] = os.getloadavg()[0]
     result["peak_rss_parent_sampled_mb"] = sampled
     result["peak_rss_mb"] = max(result["peak_rss_mb"], sampled)
     return result
@@ -183,11 +186,12 @@ def ratio(numerator: float | None, denominator: float | None) -> float | None:
 
 
 def repetitions(plan: dict, estimate_s: float | None) -> int:
-    """As many runs as fit the per-combination budget, between 1 (2 when cheap) and max."""
+    """As many runs as fit the per-combination budget, at least 2 when two fit in 1.5 times
+    the budget, else 1, and at most the plan's maximum."""
     if estimate_s is None or estimate_s <= 0:
         return plan["max_reps"]
     fitting = int(plan["combination_budget_s"] // estimate_s)
-    floor = 2 if 2 * estimate_s <= plan["max_run_s"] else 1
+    floor = 2 if 2 * estimate_s <= 1.5 * plan["combination_budget_s"] else 1
     return max(floor, min(plan["max_reps"], fitting))
 
 
@@ -404,7 +408,8 @@ class Suite:
         modes = [None, *self.plan["chunk_sizes"]]
         for chunk in modes:
             for rows in self.plan["sizes"]:
-                if chunk is not None and rows > self.plan["naive_chunked_max_rows"]:
+                limit = "naive_whole_max_rows" if chunk is None else "naive_chunked_max_rows"
+                if rows > self.plan[limit]:
                     continue
                 label = f"naive {'whole table' if chunk is None else f'chunk {chunk:,}'}"
                 label += f" at {rows:,} rows"

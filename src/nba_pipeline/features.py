@@ -122,7 +122,9 @@ class RollingSalary:
 def _rolling_before(codes: np.ndarray, salaries: np.ndarray, train: np.ndarray, window: int):
     """For each row, mean and std of the last ``window`` training salaries of its team that
     come strictly before it; also each team's last ``window`` training salaries."""
-    order = np.argsort(codes, kind="stable")
+    # Team codes are few: as 16-bit integers the stable sort is a radix sort.
+    small = codes.astype(np.int16) if len(codes) and codes.max() < 2**15 else codes
+    order = np.argsort(small, kind="stable")
     sorted_codes, sorted_train = codes[order], train[order]
     train_salaries = salaries[order][sorted_train]
 
@@ -133,19 +135,24 @@ def _rolling_before(codes: np.ndarray, salaries: np.ndarray, train: np.ndarray, 
     before_in_team = before - before[starts][group]
 
     # Gather up to ``window`` earlier training salaries per row (NaN where there are fewer).
+    # The (rows x window) arrays are large for a whole table, so they are updated in place.
     offsets = np.arange(-window, 0)
     valid = before_in_team[:, None] + offsets >= 0
-    positions = np.clip(before[:, None] + offsets, 0, None)
-    values = np.full(valid.shape, np.nan)
+    invalid = ~valid
     if len(train_salaries):
-        values = np.where(
-            valid, train_salaries[np.minimum(positions, len(train_salaries) - 1)], np.nan
-        )
+        positions = before[:, None] + offsets
+        np.clip(positions, 0, len(train_salaries) - 1, out=positions)
+        values = train_salaries[positions]
+        values[invalid] = np.nan
+    else:
+        values = np.full(valid.shape, np.nan)
     count = valid.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.nansum(values, axis=1) / count
-        deviation = np.where(valid, values - mean[:, None], 0.0)
-        std = np.sqrt((deviation**2).sum(axis=1) / (count - 1))
+        deviation = np.subtract(values, mean[:, None], out=values)
+        deviation[invalid] = 0.0
+        np.square(deviation, out=deviation)
+        std = np.sqrt(deviation.sum(axis=1) / (count - 1))
     mean[count == 0] = np.nan
     std[count < 2] = np.nan
 
