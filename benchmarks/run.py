@@ -455,22 +455,14 @@ class Suite:
             log(f"overheads at {rows:,} rows, chunk 64: round {rep + 1}/{reps}")
         summary = {name: aggregate(result, rows) for name, result in runs.items() if result}
         base = summary.get("base")
-        off, spill = summary.get("telemetry_off"), summary.get("spill_on")
         self.results["overheads"] = {
             "rows": rows,
             "chunk_size": 64,
             "reps": reps,
             "variants": summary,
-            "telemetry_latency_ratio_on_off": base
-            and off
-            and ratio(median(base["latency_s"]), median(off["latency_s"])),
-            "spill_wall_ratio_on_off": base
-            and spill
-            and ratio(median(spill["wall_s"]), median(base["wall_s"])),
-            "spill_latency_ratio_on_off": base
-            and spill
-            and ratio(median(spill["latency_s"]), median(base["latency_s"])),
-            "spill_s": spill and spill.get("spill_s"),
+            **on_off("telemetry_latency", base, summary.get("telemetry_off"), "latency_s", True),
+            **on_off("spill_wall", base, summary.get("spill_on"), "wall_s", False),
+            **on_off("spill_latency", base, summary.get("spill_on"), "latency_s", False),
         }
 
     # edge memory ----------------------------------------------------------------------------
@@ -614,9 +606,12 @@ class Suite:
             )
         )
         flat = self.flatness()
+        items = flat["per_chunk_size"].values()
+        low = min((i["from_rows"] for i in items), default=100_000)
+        high = max((i["to_rows"] for i in items), default=max(sizes))
         out.append(
             target(
-                "streaming peak RSS flat from 100k to the largest size (within 20%)",
+                f"streaming peak RSS flat from {low:,} up to {high:,} rows (within 20%)",
                 flat["worst_relative_change"],
                 TARGETS["streaming_rss_flat_tolerance"],
                 "<",
@@ -662,12 +657,19 @@ class Suite:
             if end is start:
                 start = records[0]
             change = median(end["peak_rss_mb"]) / median(start["peak_rss_mb"]) - 1
+            sampled = ratio(
+                median(end["sampled_peak_rss_mb"]), median(start["sampled_peak_rss_mb"])
+            )
             per_chunk[str(chunk)] = {
                 "from_rows": start["rows"],
                 "to_rows": end["rows"],
                 "from_peak_rss_mb": median(start["peak_rss_mb"]),
                 "to_peak_rss_mb": median(end["peak_rss_mb"]),
                 "relative_change": change,
+                # The pipeline's own samples, taken during the chunk loop only.
+                "loop_sampled_from_mb": median(start["sampled_peak_rss_mb"]),
+                "loop_sampled_to_mb": median(end["sampled_peak_rss_mb"]),
+                "loop_sampled_relative_change": None if sampled is None else sampled - 1,
             }
         changes = [abs(item["relative_change"]) for item in per_chunk.values()]
         return {"per_chunk_size": per_chunk, "worst_relative_change": max(changes, default=None)}
@@ -769,6 +771,18 @@ def aggregate(runs: list[dict], rows: int) -> dict:
         if name in extra:
             record[name] = extra[name]
     return record
+
+
+def on_off(name: str, base: dict | None, other: dict | None, key: str, base_is_on: bool):
+    """``{name}_ratio_on_off`` of the medians and ``{name}_ratio_on_off_min`` of the fastest
+    runs (the minimum is the least disturbed by other work on the machine)."""
+    if not base or not other:
+        return {f"{name}_ratio_on_off": None, f"{name}_ratio_on_off_min": None}
+    on, off = (base, other) if base_is_on else (other, base)
+    return {
+        f"{name}_ratio_on_off": ratio(median(on[key]), median(off[key])),
+        f"{name}_ratio_on_off_min": ratio(on[key]["min"], off[key]["min"]),
+    }
 
 
 def pick_memory(record: dict) -> dict:
@@ -994,7 +1008,7 @@ def render(results: dict) -> str:
         variants = overheads["variants"]
         parts.append(
             table(
-                f"Overheads: streaming chunk 64 at {fmt(overheads['rows'])} rows",
+                f"Overheads: streaming chunk 64 at {fmt(overheads.get('rows'))} rows",
                 ["variant", "latency s", "wall s", "spill s", "peak RSS MiB"],
                 [
                     [
@@ -1009,10 +1023,14 @@ def render(results: dict) -> str:
             )
         )
         parts.append(
-            f"telemetry on/off latency ratio {fmt(overheads['telemetry_latency_ratio_on_off'], 3)}"
-            f"; spill on/off wall ratio {fmt(overheads['spill_wall_ratio_on_off'], 3)}"
-            f" (latency ratio {fmt(overheads['spill_latency_ratio_on_off'], 3)},"
-            " latency excludes spill_s)\n"
+            "on/off ratios, of the medians (of the fastest runs): telemetry latency "
+            f"{fmt(overheads.get('telemetry_latency_ratio_on_off'), 3)} "
+            f"({fmt(overheads.get('telemetry_latency_ratio_on_off_min'), 3)}); spill wall "
+            f"{fmt(overheads.get('spill_wall_ratio_on_off'), 3)} "
+            f"({fmt(overheads.get('spill_wall_ratio_on_off_min'), 3)}); spill latency "
+            f"{fmt(overheads.get('spill_latency_ratio_on_off'), 3)} "
+            f"({fmt(overheads.get('spill_latency_ratio_on_off_min'), 3)}; "
+            "latency excludes spill_s)\n"
         )
     edge = results.get("edge_memory") or {}
     if edge.get("points"):
@@ -1029,6 +1047,35 @@ def render(results: dict) -> str:
                         p["source"],
                     ]
                     for rows, p in edge["points"].items()
+                ],
+            )
+        )
+    flat = next((t.get("detail") for t in results["targets"] if t.get("detail")), None)
+    if flat and flat["per_chunk_size"]:
+        parts.append(
+            table(
+                "Streaming peak RSS against input size: whole worker (getrusage and parent "
+                "samples) and the pipeline's own samples during the chunk loop, MiB",
+                ["chunk", "rows", "peak", "rows", "peak", "change", "loop", "loop", "change"],
+                [
+                    [
+                        fmt(int(chunk)),
+                        fmt(item["from_rows"]),
+                        fmt(item["from_peak_rss_mb"]),
+                        fmt(item["to_rows"]),
+                        fmt(item["to_peak_rss_mb"]),
+                        fmt(100 * item["relative_change"], 1, "%"),
+                        fmt(item["loop_sampled_from_mb"]),
+                        fmt(item["loop_sampled_to_mb"]),
+                        fmt(
+                            None
+                            if item["loop_sampled_relative_change"] is None
+                            else 100 * item["loop_sampled_relative_change"],
+                            1,
+                            "%",
+                        ),
+                    ]
+                    for chunk, item in flat["per_chunk_size"].items()
                 ],
             )
         )
