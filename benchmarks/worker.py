@@ -266,14 +266,22 @@ def run_profile_spec(spec: dict) -> dict:
 class _PhaseMemory:
     """Samples RSS every 2 ms and files each sample under the batch phase running then."""
 
-    PHASES = ("read_table", "derive_features", "transform_features", "fit_batch_model")
+    PHASES = (
+        "read_table",
+        "read_and_clean",
+        "derive_features",
+        "derive",
+        "transform_features",
+        "fit_batch_model",
+    )
 
     def __init__(self, module) -> None:
         self.current = "other (fit state, scoring, report)"
         self.peaks: dict[str, float] = {}
         self._running = True
         for name in self.PHASES:
-            setattr(module, name, self._wrap(getattr(module, name), name))
+            if hasattr(module, name):  # the phases batch mode has in this version
+                setattr(module, name, self._wrap(getattr(module, name), name))
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
 

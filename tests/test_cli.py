@@ -285,6 +285,7 @@ def test_profile_and_template_give_the_same_config(edge_batch_runs):
     assert config == by_template["reproducibility"]["config"]
     expected = PipelineConfig.from_profile("edge").to_dict()
     assert by_profile["run"]["output_dir"] == expected.pop("output_dir") == "artifacts_edge"
+    assert expected.pop("scheduler") is None  # where runs go is not in the manifest either
     assert config == expected
     # Same config, same data, same seed: the same model.
     assert by_profile["batch"]["model"]["r2"] == by_template["batch"]["model"]["r2"]

@@ -165,7 +165,10 @@ class OutputDirLock:
                         f"{holder}); choose another --output-dir or wait for it to finish"
                     ) from None
                 logger.warning(
-                    "taking over the lock of finished process %s in %s", holder, self.output_dir
+                    "taking over the lock of %s: its holder, process %s, is no longer running "
+                    "(an interrupted run)",
+                    self.output_dir,
+                    holder,
                 )
                 self.path.unlink(missing_ok=True)
                 continue

@@ -4,6 +4,10 @@ Each mode runs once as a warm-up that is not counted, then ``benchmark_runs`` ti
 repetition in its own worker process (see :mod:`nba_pipeline.isolation`); every
 repetition's latency, throughput, peak memory and CPU utilisation is kept so the figures can
 be re-tested later.  Spilling is off in repetitions, so they time the same work.
+
+With a Dask executor the warm-ups and repetitions are tasks on the cluster and may run at
+the same time on different workers (or on one machine); the report's ``scaling`` section
+says how many overlapped on each machine.
 """
 
 from __future__ import annotations
@@ -11,29 +15,33 @@ from __future__ import annotations
 import logging
 
 from .config import PipelineConfig
+from .distributed.cluster import SequentialExecutor
+from .experiment import measured_section
 from .ingestion import InputSource
-from .isolation import measure
 from .progress import Progress, progress_counter
 from .significance import bootstrap_ci, compare_modes
 
 logger = logging.getLogger(__name__)
+MODES = ("batch", "streaming")
 
 
-def run_benchmark(source: InputSource, config: PipelineConfig, progress: Progress = None) -> dict:
+def run_benchmark(
+    source: InputSource,
+    config: PipelineConfig,
+    progress: Progress = None,
+    executor: SequentialExecutor | None = None,
+) -> dict:
     """The ``benchmark`` report section; ``significance`` is the significance_tests.csv row."""
-    modes = {
-        "batch": lambda: measure("batch", source, config)[0].section,
-        "streaming": lambda: measure("streaming", source, config)[0].section,
-    }
+    # Per mode: one warm-up, not counted, then the repetitions.
+    per_mode = config.benchmark_runs + 1
+    planned = [(mode, source, config) for mode in MODES for _ in range(per_mode)]
+    tick = progress_counter(progress, "benchmark", len(planned))
+    outcomes = (executor or SequentialExecutor()).run_all("benchmark", planned, tick)
+
     runs = {}
-    tick = progress_counter(progress, "benchmark", 2 * (config.benchmark_runs + 1))
-    for mode, run in modes.items():
-        run()  # warm-up, not counted
-        tick()
-        sections = []
-        for _ in range(config.benchmark_runs):
-            sections.append(run())
-            tick()
+    for position, mode in enumerate(MODES):
+        repetitions = outcomes[position * per_mode + 1 : (position + 1) * per_mode]
+        sections = [measured_section(outcome) for outcome in repetitions]
         runs[mode] = {
             "latency_s": [section["latency_s"] for section in sections],
             "throughput_rows_s": [section["throughput_rows_s"] for section in sections],

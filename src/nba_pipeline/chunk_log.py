@@ -33,9 +33,12 @@ class ChunkLog:
             "retries": 0,
         }
         self.operator_totals = dict.fromkeys(OPERATORS, 0.0)
+        self.last_record: dict | None = None
 
     def append(self, record: dict) -> None:
-        self._file.write(json.dumps(plain(record)) + "\n")
+        record = plain(record)
+        self._file.write(json.dumps(record) + "\n")
+        self.last_record = record  # for the resume journal
         self.chunks += 1
         for key in self.totals:
             self.totals[key] += int(record[key])

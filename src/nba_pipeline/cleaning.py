@@ -17,6 +17,7 @@ kept), and a birthday as MM/DD/YY, MM/DD/YYYY or ISO YYYY-MM-DD.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -76,22 +77,22 @@ class CleanedChunk:
         return len(self.line_numbers)
 
 
-def clean(table: pa.Table, line_numbers: np.ndarray, records: list[bytes]) -> CleanedChunk:
+def clean(table: pa.Table, line_numbers: np.ndarray, records: Sequence[bytes]) -> CleanedChunk:
     """Parse one chunk of raw rows (all strings) read from the given file lines.
 
     Columns are selected by name, so their order in the file does not matter and columns
-    the pipeline does not know are ignored.
+    the pipeline does not know are ignored.  A column may be plain or dictionary-encoded
+    strings; a column that repeats its values (most of them do: ratings, heights, teams,
+    dates) is parsed once per distinct value and the results spread back to the rows, which
+    gives the same values as parsing every row.
     """
     record_error = None
     if RECORD_ERROR in table.column_names:
-        record_error = table.column(RECORD_ERROR).combine_chunks()
+        record_error = _plain(table.column(RECORD_ERROR).combine_chunks())
         table = table.drop_columns([RECORD_ERROR])
-    text = {
-        name: pc.utf8_trim_whitespace(table.column(name).combine_chunks())
-        for name in table.column_names
-    }
-    missing = {name: _is_missing(values) for name, values in text.items()}
-    columns = parse_columns(text)
+    text = {name: _Text.of(table.column(name).combine_chunks()) for name in table.column_names}
+    missing = {name: values.rows(_is_missing(values.values)) for name, values in text.items()}
+    columns = _parse_text_columns(text)
 
     problems = {
         raw: columns[parsed_name] for raw, parsed_name in _PARSED_FROM.items() if raw in text
@@ -104,7 +105,7 @@ def clean(table: pa.Table, line_numbers: np.ndarray, records: list[bytes]) -> Cl
         # A malformed record's fields cannot be trusted: its own reason is the only one.
         unparseable = {key: mask & ~malformed for key, mask in unparseable.items()}
         unparseable = {RECORD_ERROR: malformed, **unparseable}
-        text[RECORD_ERROR] = record_error
+        text[RECORD_ERROR] = _Text(record_error, None)
     bad = np.logical_or.reduce(list(unparseable.values()))
 
     quarantine = _quarantine(text, unparseable, bad, line_numbers, records)
@@ -122,6 +123,105 @@ def clean(table: pa.Table, line_numbers: np.ndarray, records: list[bytes]) -> Cl
     return CleanedChunk(columns=columns, line_numbers=line_numbers, quarantine=quarantine)
 
 
+def concat_cleaned(parts: list[CleanedChunk]) -> CleanedChunk:
+    """Consecutive cleaned chunks as one, as if the rows had been cleaned together."""
+    if len(parts) == 1:
+        return parts[0]
+    columns = {}
+    for name, first in parts[0].columns.items():
+        values = [part.columns[name] for part in parts]
+        columns[name] = (
+            pa.concat_arrays(values) if isinstance(first, pa.Array) else np.concatenate(values)
+        )
+    quarantines = [part.quarantine for part in parts if len(part.quarantine)]
+    if not quarantines:
+        quarantine = _NO_QUARANTINE
+    elif len(quarantines) == 1:
+        quarantine = quarantines[0]
+    else:
+        quarantine = pd.concat(quarantines, ignore_index=True)
+    return CleanedChunk(
+        columns=columns,
+        line_numbers=np.concatenate([part.line_numbers for part in parts]),
+        quarantine=quarantine,
+    )
+
+
+# Below this many rows a column is parsed row by row: finding its distinct values would
+# cost more than it saves.
+_DISTINCT_MIN_ROWS = 4_096
+_DISTINCT_SAMPLE = 4_096
+
+
+class _Text:
+    """A trimmed text column as its ``values`` and, when it repeats them, the position of
+    each row's value among them (``indices``; ``None`` when there is one value per row)."""
+
+    def __init__(self, values: pa.Array, indices: np.ndarray | None) -> None:
+        self.values = values
+        self.indices = indices
+
+    @classmethod
+    def of(cls, raw: pa.Array) -> _Text:
+        if isinstance(raw, pa.DictionaryArray):
+            if raw.null_count:
+                return cls(pc.utf8_trim_whitespace(_plain(raw)), None)
+            return cls(
+                pc.utf8_trim_whitespace(_strings(raw.dictionary)),
+                raw.indices.to_numpy(zero_copy_only=False),
+            )
+        if len(raw) >= _DISTINCT_MIN_ROWS and not raw.null_count and _repeats(raw):
+            encoded = pc.dictionary_encode(raw)
+            return cls(
+                pc.utf8_trim_whitespace(_strings(encoded.dictionary)),
+                encoded.indices.to_numpy(zero_copy_only=False),
+            )
+        return cls(pc.utf8_trim_whitespace(_strings(raw)), None)
+
+    def rows(self, per_value: np.ndarray) -> np.ndarray:
+        """Per-value results (a numpy array) spread to the rows."""
+        return per_value if self.indices is None else per_value[self.indices]
+
+    def rows_arrow(self, per_value: pa.Array) -> pa.Array:
+        """Per-value results (an Arrow array) spread to the rows."""
+        return per_value if self.indices is None else per_value.take(self.indices)
+
+    def row_values(self, rows: np.ndarray) -> list:
+        """The trimmed text of some rows, as Python strings."""
+        positions = rows if self.indices is None else self.indices[rows]
+        return self.values.take(pa.array(positions, pa.int64())).to_pylist()
+
+
+def _repeats(raw: pa.Array) -> bool:
+    """Whether a sample of the column repeats its values enough to parse distinct ones."""
+    sample = raw.slice(0, _DISTINCT_SAMPLE)
+    return len(pc.unique(sample)) <= len(sample) // 2
+
+
+def _plain(values: pa.Array) -> pa.Array:
+    if isinstance(values, pa.DictionaryArray):
+        return values.dictionary_decode()
+    return values
+
+
+# The raw columns cleaning reads; any other column of the input is ignored.
+USED_COLUMNS = (
+    "full_name",
+    "rating",
+    "jersey",
+    "team",
+    "position",
+    "b_day",
+    "height",
+    "weight",
+    "salary",
+    "country",
+    "draft_year",
+    "draft_round",
+    "draft_peak",
+    "version",
+)
+
 _PARSED_FROM = {
     "rating": "rating",
     "jersey": "jersey",
@@ -138,26 +238,64 @@ _PARSED_FROM = {
 
 def parse_columns(text: dict[str, pa.Array]) -> dict[str, np.ndarray | pa.Array]:
     """Every cleaning rule applied to trimmed raw columns."""
-    version_year = parse_version(text["version"])
+    return _parse_text_columns({name: _Text(_strings(v), None) for name, v in text.items()})
+
+
+def _parse_text_columns(text: dict[str, _Text]) -> dict[str, np.ndarray | pa.Array]:
+    """Every cleaning rule applied to trimmed raw columns, once per distinct value."""
+
+    def number(name: str, parse) -> np.ndarray:
+        return text[name].rows(parse(text[name].values))
+
+    def category(name: str, parse) -> pa.Array:
+        return text[name].rows_arrow(parse(text[name].values))
+
+    version_year = number("version", parse_version)
     columns = {
-        "full_name": text["full_name"],
-        "rating": _float_group(text["rating"], "rating"),
-        "jersey": parse_jersey(text["jersey"]) if "jersey" in text else None,
-        "height_m": parse_height(text["height"]),
-        "weight_kg": parse_weight(text["weight"]),
-        "salary": parse_salary(text["salary"]),
+        "full_name": category("full_name", _strings),
+        "rating": number("rating", lambda values: _float_group(values, "rating")),
+        "jersey": number("jersey", parse_jersey) if "jersey" in text else None,
+        "height_m": number("height", parse_height),
+        "weight_kg": number("weight", parse_weight),
+        "salary": number("salary", parse_salary),
         "version_year": version_year,
-        "draft_year": _float_group(text["draft_year"], "draft_year"),
-        "draft_round": parse_draft_round(text["draft_round"]),
-        "draft_peak": parse_draft_peak(text["draft_peak"]),
-        "team": fill_team(text["team"]),
-        "position": _null_if_empty(text["position"]),
-        "country_group": group_country(text["country"]),
+        "draft_year": number("draft_year", lambda values: _float_group(values, "draft_year")),
+        "draft_round": number("draft_round", parse_draft_round),
+        "draft_peak": number("draft_peak", parse_draft_peak),
+        "team": category("team", fill_team),
+        "position": category("position", _null_if_empty),
+        "country_group": category("country", group_country),
     }
-    columns["b_day"], columns["birth_month"] = parse_birthday(text["b_day"], version_year)
+    columns["b_day"], columns["birth_month"] = _birthdays(text["b_day"], text["version"])
     if columns["jersey"] is None:
         columns["jersey"] = np.full(len(version_year), np.nan)
     return columns
+
+
+def _birthdays(b_day: _Text, version: _Text) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`parse_birthday` of every row, resolved once per distinct pair of birthday and
+    game version when both columns repeat their values (the same arithmetic on the same
+    numbers, so the same results)."""
+    month, day, year = _birthday_parts(b_day.values)
+    version_year = parse_version(version.values)
+    if b_day.indices is None or version.indices is None:
+        return _resolve_birthday(
+            b_day.rows(month), b_day.rows(day), b_day.rows(year), version.rows(version_year)
+        )
+    pairs = len(month) * len(version_year)
+    if pairs > len(b_day.indices):
+        return _resolve_birthday(
+            b_day.rows(month), b_day.rows(day), b_day.rows(year), version.rows(version_year)
+        )
+    # Every (birthday, version) combination, birthday-major, then each row's combination.
+    days, months = _resolve_birthday(
+        np.repeat(month, len(version_year)),
+        np.repeat(day, len(version_year)),
+        np.repeat(year, len(version_year)),
+        np.tile(version_year, len(month)),
+    )
+    combination = b_day.indices.astype(np.int64) * len(version_year) + version.indices
+    return days[combination], months[combination]
 
 
 def parse_height(height) -> np.ndarray:
@@ -202,12 +340,23 @@ def parse_birthday(b_day, version_year: np.ndarray) -> tuple[np.ndarray, np.ndar
     are NaN, so a present but impossible date is quarantined.  A slash date is always read
     month first, as the NBA2K exports write it.
     """
+    return _resolve_birthday(*_birthday_parts(b_day), version_year)
+
+
+def _birthday_parts(b_day) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Month, day and year (two or four digits) as written, NaN where they are not."""
     parts = pc.extract_regex(_strings(b_day), _PATTERNS["b_day"])
     month, day, year = _field(parts, "m"), _field(parts, "d"), _field(parts, "y")
     iso = np.isnan(year)
     month = np.where(iso, _field(parts, "iso_m"), month)
     day = np.where(iso, _field(parts, "iso_d"), day)
     year = np.where(iso, _field(parts, "iso_y"), year)
+    return month, day, year
+
+
+def _resolve_birthday(month, day, year, version_year) -> tuple[np.ndarray, np.ndarray]:
+    """Days since 1970-01-01 and the month, the century of a two-digit year chosen by the
+    game's year; NaN for impossible dates."""
     season = np.where(np.isnan(version_year), 2020, version_year) % 100
     year = np.where(year < 100, np.where(year <= season, 2000 + year, 1900 + year), year)
     valid = (month >= 1) & (month <= 12) & (day >= 1)
@@ -315,23 +464,32 @@ def _quarantine(text, unparseable, bad, line_numbers, records) -> pd.DataFrame:
     if not bad.any():
         return _NO_QUARANTINE
     rows = np.flatnonzero(bad)
+    masks = {key: mask[rows] for key, mask in unparseable.items()}
+    # The text of only the quarantined rows, fetched once per column.
+    values = {
+        key: text[key].row_values(rows)
+        for key, mask in masks.items()
+        if mask.any() and not key.endswith("missing")
+    }
     reasons = []
-    for row in rows:
+    for position in range(len(rows)):
         parts = []
-        for key, mask in unparseable.items():
-            if not mask[row]:
+        for key, mask in masks.items():
+            if not mask[position]:
                 continue
             if key == RECORD_ERROR:
-                parts.append(text[key][row].as_py())
+                parts.append(values[key][position])
             elif key.endswith("missing"):
                 parts.append(f"{key.split()[0]}: missing (never imputed)")
             else:
-                parts.append(f"{key}: value {text[key][row].as_py()!r} is not {FORMATS[key]}")
+                parts.append(f"{key}: value {values[key][position]!r} is not {FORMATS[key]}")
         reasons.append("; ".join(parts))
+    take = getattr(records, "take", None)
+    raw = take(rows) if take is not None else [records[row] for row in rows.tolist()]
     return pd.DataFrame(
         {
             "line": line_numbers[rows],
             "reason": reasons,
-            "raw": [records[row].decode("utf-8", "replace").rstrip("\r\n") for row in rows],
+            "raw": [record.decode("utf-8", "replace").rstrip("\r\n") for record in raw],
         }
     )

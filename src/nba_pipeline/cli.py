@@ -16,7 +16,7 @@ import time
 import traceback
 from pathlib import Path
 
-from .config import PROFILE_NAMES, PipelineConfig
+from .config import ENGINES, PROFILE_NAMES, PipelineConfig
 from .errors import ConfigError, PipelineError
 from .ingestion import InputSource
 from .terminal import ProgressBars, configure_logging
@@ -106,7 +106,14 @@ def add_inspection_commands(commands) -> None:
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``run``; also used by ``run_pipeline.py``.  Defaults are ``None`` so that
     only flags the user gave override the template."""
-    parser.add_argument("--input", type=Path, help="raw CSV (default: the packaged sample)")
+    parser.add_argument(
+        "--input",
+        type=Path,
+        help="raw CSV (default: the packaged sample); '-' reads rows from standard input as "
+        'they arrive, until it ends or Ctrl-C (see "Live input" in the README); with '
+        "--engine dask, a quoted glob such as 'data/*.csv', a directory, or one CSV or "
+        "Parquet file",
+    )
     parser.add_argument("--output-dir", dest="output_dir", help="where artifacts go")
     source = parser.add_mutually_exclusive_group()
     source.add_argument(
@@ -152,6 +159,24 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="F",
         help="stop when more than this share of input rows is quarantined (default 0.05)",
     )
+    parser.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="Dask scheduler (e.g. tcp://10.0.0.5:8786) that runs the benchmark repetitions "
+        "and sweep settings; the input must be readable by its workers at the same path",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the streaming run that a killed run journalled in --output-dir (same "
+        'input and settings; spill_to_disk on); see "Resuming a killed run" in the README',
+    )
+    parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        help="batch mode on this machine (local, default) or as Dask tasks over partitioned "
+        'input (dask); see "Distributed batch" in the README',
+    )
     parser.add_argument("--verbose", action="store_true", help="debug logging and tracebacks")
     parser.add_argument("--quiet", action="store_true", help="warnings only, no progress bars")
     parser.add_argument(
@@ -186,16 +211,36 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
         max_chunk_retries=args.max_chunk_retries,
         encoding=getattr(args, "encoding", None),
         max_quarantine_ratio=getattr(args, "max_quarantine_ratio", None),
+        scheduler=getattr(args, "scheduler", None),
+        engine=getattr(args, "engine", None),
     )
 
 
 def run_command(args: argparse.Namespace) -> int:
+    from .live import STDIN, is_stdin
     from .runner import PipelineRunner
 
     config = config_from_args(args)
-    data = InputSource.from_path(args.input).path if args.input is not None else None
+    if config.engine == "dask":
+        if args.mode != "batch":
+            raise ConfigError(
+                f"--engine dask runs batch mode only; use --mode batch, not --mode {args.mode}"
+            )
+        # A glob, a directory or a file: resolved (and checked) by the Dask batch engine.
+        data = str(args.input) if args.input is not None else None
+    elif is_stdin(args.input):
+        data = STDIN  # live input: rows are read from standard input as they arrive
+    else:
+        data = InputSource.from_path(args.input).path if args.input is not None else None
+    resume = getattr(args, "resume", False)
+    if resume and args.mode == "batch":
+        raise ConfigError(
+            "--resume continues a journalled streaming run: use it with --mode all or streaming"
+        )
+    if resume and str(args.input) == "-":
+        raise ConfigError("--resume needs a file --input: standard input cannot be read again")
     bars = ProgressBars.for_terminal(args.quiet)
-    runner = PipelineRunner(config, progress=bars)
+    runner = PipelineRunner(config, progress=bars, resume=resume)
     started = time.perf_counter()
     if bars.enabled and not args.verbose:
         logging.getLogger().setLevel(logging.WARNING)

@@ -12,6 +12,7 @@ import codecs
 import dataclasses
 import json
 import math
+import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -20,6 +21,8 @@ from typing import Any
 from .errors import ConfigError
 
 PROFILE_NAMES = ("edge", "server")
+CPU_CAP_MECHANISMS = ("auto", "cgroup", "signals")
+ENGINES = ("local", "dask")
 
 
 @dataclass(frozen=True)
@@ -52,10 +55,27 @@ class PipelineConfig:
     data_size_fractions: tuple[float, ...] = (0.25, 0.5, 1.0)
     isolate_runs: bool = True
     telemetry: bool = True
+    # How a measured worker's CPU cap is enforced: "auto" takes a kernel control group when
+    # one can be created and duty-cycles the worker with signals otherwise; "cgroup" and
+    # "signals" insist on one of the two.
+    cpu_cap_mechanism: str = "auto"
+    # The hard memory limit behind the soft budget, as a multiple of max_memory_mb, set as a
+    # control group limit where the machine allows it; None leaves it out.
+    memory_hard_limit_factor: float | None = 1.5
     # Bad input: how the file is decoded, and the share of rows that may be quarantined
     # before the run stops because the input is probably the wrong file.
     encoding: str = "utf-8"
     max_quarantine_ratio: float = 0.05
+    # Where benchmark repetitions and sweep settings run: a Dask scheduler address such as
+    # tcp://10.0.0.5:8786, or None for this machine (see "Running on a cluster").
+    scheduler: str | None = None
+    # Batch mode on this machine ("local") or as Dask tasks over partitioned input ("dask",
+    # see "Distributed batch" in the README).
+    engine: str = "local"
+    # Live input (--input -): rows the shared state is fitted on before it is frozen, and the
+    # longest a row waits for its chunk to fill before the chunk is emitted anyway.
+    live_warmup_rows: int = 256
+    live_max_wait_s: float = 2.0
 
     def __post_init__(self) -> None:
         for name, value in _coerced(self).items():
@@ -142,6 +162,7 @@ _INT_KEYS = (
     "max_chunk_retries",
     "rolling_window",
     "min_chunk_size",
+    "live_warmup_rows",
 )
 _FLOAT_KEYS = (
     "max_memory_mb",
@@ -149,6 +170,7 @@ _FLOAT_KEYS = (
     "test_fraction",
     "correlation_threshold",
     "max_quarantine_ratio",
+    "live_max_wait_s",
 )
 _BOOL_KEYS = ("adaptive_chunk_resize", "spill_to_disk", "isolate_runs", "telemetry")
 _TUPLE_KEYS = {
@@ -181,7 +203,48 @@ def _coerced(config: PipelineConfig) -> dict[str, Any]:
         raise ConfigError(f"output_dir must be a non-empty path, got {config.output_dir!r}")
     values["output_dir"] = str(config.output_dir)
     values["encoding"] = _as_encoding(config.encoding)
+    if config.cpu_cap_mechanism not in CPU_CAP_MECHANISMS:
+        raise ConfigError(
+            f"cpu_cap_mechanism must be one of {', '.join(map(repr, CPU_CAP_MECHANISMS))}, "
+            f"got {config.cpu_cap_mechanism!r}"
+        )
+    factor = config.memory_hard_limit_factor
+    if factor is not None:
+        factor = _as_float("memory_hard_limit_factor", factor)
+        if factor < 1.0:
+            raise ConfigError(
+                "memory_hard_limit_factor must be >= 1 (a multiple of max_memory_mb) or null, "
+                f"got {factor}"
+            )
+    values["memory_hard_limit_factor"] = factor
+    values["scheduler"] = _as_scheduler(config.scheduler)
+    if config.engine not in ENGINES:
+        raise ConfigError(
+            f"engine must be one of {', '.join(map(repr, ENGINES))}, got {config.engine!r}"
+        )
     return values
+
+
+_SCHEDULER_ADDRESS = re.compile(r"^(?:[a-z][a-z0-9+.-]*://)?[^\s/?#]+(?::\d+)?$", re.IGNORECASE)
+
+
+def _as_scheduler(value: Any) -> str | None:
+    """A Dask scheduler address (``tcp://host:8786``, ``tls://host:8786``, ``host:8786``)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _SCHEDULER_ADDRESS.match(value.strip()):
+        raise ConfigError(
+            "scheduler must be a Dask scheduler address such as tcp://10.0.0.5:8786 or null "
+            f"for this machine, got {_redacted(value)!r}"
+        )
+    return value.strip()
+
+
+def _redacted(value: Any) -> Any:
+    # An address that failed validation may still carry a password: never echo it.
+    if isinstance(value, str) and "@" in value:
+        return "<address with credentials>"
+    return value
 
 
 def _as_encoding(value: Any) -> str:
@@ -226,6 +289,12 @@ def _validate(config: PipelineConfig) -> None:
     _at_least(config, "rolling_window", 1)
     _at_least(config, "min_chunk_size", 1)
     _at_least(config, "random_seed", 0)
+    _at_least(config, "live_warmup_rows", 1)
+    if not config.live_max_wait_s > 0:
+        raise ConfigError(
+            "live_max_wait_s must be > 0 (seconds a row may wait for its chunk to fill), "
+            f"got {config.live_max_wait_s}"
+        )
     if not config.max_memory_mb > 0:
         raise ConfigError(f"max_memory_mb must be > 0 (megabytes), got {config.max_memory_mb}")
     _unit_interval(config.max_compute_units, "max_compute_units")

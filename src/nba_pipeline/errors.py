@@ -58,3 +58,10 @@ class RowAccountingError(PipelineError):
     counted twice, and no result of the run can be trusted."""
 
     exit_code = 7
+
+
+class ResumeError(PipelineError):
+    """``--resume`` cannot continue: nothing was journalled in the output directory, or the
+    journal belongs to another input or configuration (the message names what differs)."""
+
+    exit_code = 8

@@ -13,43 +13,65 @@ import logging
 import statistics
 
 from .config import PipelineConfig
+from .distributed.cluster import SequentialExecutor
 from .ingestion import InputSource, head_source
-from .isolation import MeasuredRunFailed, measure
+from .isolation import MeasuredRunFailed
 from .progress import Progress, progress_counter
 
 logger = logging.getLogger(__name__)
 
 
 def run_constraint_sweep(
-    source: InputSource, config: PipelineConfig, progress: Progress = None
+    source: InputSource,
+    config: PipelineConfig,
+    progress: Progress = None,
+    executor: SequentialExecutor | None = None,
 ) -> dict:
-    """Run every setting of the grid; returns the ``constraint_experiment`` section."""
+    """Run every setting of the grid; returns the ``constraint_experiment`` section.
+
+    ``executor`` decides where the settings run (here, one after another, by default; or
+    on a Dask cluster); rows come back in grid order either way.
+    """
     grid = list(
         itertools.product(
             config.sweep_chunk_sizes, config.sweep_memory_limits_mb, config.sweep_compute_limits
         )
     )
-    rows, log = [], []
-    tick = progress_counter(progress, "constraint sweep", len(grid))
-    for chunk_size, memory_mb, compute in grid:
-        setting = config.with_overrides(
-            chunk_size=chunk_size, max_memory_mb=memory_mb, max_compute_units=compute
+    runs = [
+        (
+            "streaming",
+            source,
+            config.with_overrides(
+                chunk_size=chunk_size, max_memory_mb=memory_mb, max_compute_units=compute
+            ),
         )
+        for chunk_size, memory_mb, compute in grid
+    ]
+    tick = progress_counter(progress, "constraint sweep", len(grid))
+    outcomes = (executor or SequentialExecutor()).run_all("constraint_experiment", runs, tick)
+
+    rows, log = [], []
+    for (chunk_size, memory_mb, compute), outcome in zip(grid, outcomes, strict=True):
         requested = {
             "chunk_size": chunk_size,
             "memory_limit_mb": memory_mb,
             "compute_limit": compute,
         }
-        try:
-            result, accounting = measure("streaming", source, setting)
-        except MeasuredRunFailed as failure:
-            rows.append(_failed_row(requested, str(failure)))
-            log.append({"setting": requested, "result": rows[-1], "error": str(failure)})
-            logger.warning("sweep setting %s failed: %s", requested, failure)
-            tick()
+        ran_on = outcome["ran_on"] or {}
+        if outcome["error"] is not None:
+            rows.append(_failed_row(requested, outcome["error"], ran_on.get("address")))
+            log.append(
+                {
+                    "setting": requested,
+                    "result": rows[-1],
+                    "error": outcome["error"],
+                    "worker": {"ran_on": outcome["ran_on"]},
+                }
+            )
+            logger.warning("sweep setting %s failed: %s", requested, outcome["error"])
             continue
-        section = result.section
-        rows.append(_sweep_row(chunk_size, memory_mb, compute, section))
+        section = outcome["section"]
+        rows.append(_sweep_row(chunk_size, memory_mb, compute, section, ran_on.get("address")))
         log.append(
             {
                 "setting": requested,
@@ -57,16 +79,16 @@ def run_constraint_sweep(
                 "chunk_sizes_run": [record["chunk_size"] for record in section["chunk_metrics"]],
                 "memory": section["memory"],
                 "compute": section["compute"],
-                "worker": accounting,
+                "worker": {**(outcome["accounting"] or {}), "ran_on": outcome["ran_on"]},
             }
         )
         logger.info(
-            "sweep %s: %.3f s, r2 %s",
+            "sweep %s on %s: %.3f s, r2 %s",
             requested,
+            rows[-1]["worker"],
             rows[-1]["preprocessing_latency_s"],
             rows[-1]["model_accuracy_r2"],
         )
-        tick()
     return {
         "grid": {
             "chunk_sizes": list(config.sweep_chunk_sizes),
@@ -88,7 +110,7 @@ def run_constraint_sweep(
     }
 
 
-def _failed_row(requested: dict, error: str) -> dict:
+def _failed_row(requested: dict, error: str, worker: str | None = None) -> dict:
     """A sweep row for a setting that could not run: its error and no invented figures."""
     empty = dict.fromkeys(
         (
@@ -99,10 +121,18 @@ def _failed_row(requested: dict, error: str) -> dict:
             "model_rmse",
         )
     )
-    return {**requested, **empty, "chunk_size_requested": requested["chunk_size"], "error": error}
+    return {
+        **requested,
+        **empty,
+        "chunk_size_requested": requested["chunk_size"],
+        "error": error,
+        "worker": worker,
+    }
 
 
-def _sweep_row(chunk_size: int, memory_mb: float, compute: float, section: dict) -> dict:
+def _sweep_row(
+    chunk_size: int, memory_mb: float, compute: float, section: dict, worker: str | None
+) -> dict:
     sizes = [record["chunk_size"] for record in section["chunk_metrics"]]
     return {
         "chunk_size": max(sizes),
@@ -125,38 +155,58 @@ def _sweep_row(chunk_size: int, memory_mb: float, compute: float, section: dict)
         "prequential_rmse": section["model"]["prequential_rmse"],
         "baseline_rss_mb": section["memory"].get("baseline_rss_mb"),
         "error": None,
+        # Which worker ran the setting: a Dask worker's address, or "local".
+        "worker": worker,
     }
 
 
 def latency_vs_data_size(
-    source: InputSource, config: PipelineConfig, total_rows: int, progress: Progress = None
+    source: InputSource,
+    config: PipelineConfig,
+    total_rows: int,
+    progress: Progress = None,
+    executor: SequentialExecutor | None = None,
 ) -> list[dict]:
     """Batch and streaming latency on the first rows of the input, at several sizes.
 
     Each size is a real prefix of the input's records; the median of
     ``benchmark_runs`` repetitions is reported with every repetition kept.
     """
-    rows = []
-    tick = progress_counter(progress, "data sizes", 2 * len(config.data_size_fractions))
+    points = []
     for fraction in config.data_size_fractions:
         size = max(1, round(total_rows * fraction))
         subset = head_source(source, size)
-        for mode in ("batch", "streaming"):
-            latencies = [
-                measure(mode, subset, config)[0].section["latency_s"]
-                for _ in range(config.benchmark_runs)
-            ]
-            tick()
-            median = statistics.median(latencies)
-            rows.append(
-                {
-                    "mode": mode,
-                    "rows": size,
-                    "fraction": fraction,
-                    "latency_s": median,
-                    "throughput_rows_s": size / median,
-                    "repetitions": len(latencies),
-                    "latency_runs_s": " ".join(f"{value:.6f}" for value in latencies),
-                }
-            )
+        points += [(fraction, size, mode, subset) for mode in ("batch", "streaming")]
+    runs = [
+        (mode, subset, config)
+        for _, _, mode, subset in points
+        for _ in range(config.benchmark_runs)
+    ]
+    tick = progress_counter(progress, "data sizes", len(runs))
+    outcomes = iter((executor or SequentialExecutor()).run_all("latency_vs_data_size", runs, tick))
+
+    rows = []
+    for fraction, size, mode, _ in points:
+        latencies = [
+            measured_section(next(outcomes))["latency_s"] for _ in range(config.benchmark_runs)
+        ]
+        median = statistics.median(latencies)
+        rows.append(
+            {
+                "mode": mode,
+                "rows": size,
+                "fraction": fraction,
+                "latency_s": median,
+                "throughput_rows_s": size / median,
+                "repetitions": len(latencies),
+                "latency_runs_s": " ".join(f"{value:.6f}" for value in latencies),
+            }
+        )
     return rows
+
+
+def measured_section(outcome: dict) -> dict:
+    """The report section of a measured run that had to succeed (a benchmark repetition)."""
+    if outcome["error"] is not None:
+        raise MeasuredRunFailed(outcome["error"])
+    return outcome["section"]

@@ -7,22 +7,44 @@ features and targets to anonymous temporary files and scores them at the end in 
 
 from __future__ import annotations
 
+import os
 import tempfile
+from pathlib import Path
 
 import numpy as np
 
-SCORE_BLOCK_ROWS = 65_536
+# Small enough that scoring a block (its features plus the model's working copies) stays a
+# few MB: a larger block makes the final scoring the peak of the whole run once the held-out
+# rows outnumber it, and that peak would grow with the input up to the block size.
+SCORE_BLOCK_ROWS = 4_096
 
 
 class HeldOutSpool:
     """Append-only store of held-out (X, y) rows with a fixed number of columns."""
 
-    def __init__(self) -> None:
-        # Open for the whole pass and closed by close(), hence no with-block.
-        self._features = tempfile.TemporaryFile()  # noqa: SIM115
-        self._targets = tempfile.TemporaryFile()  # noqa: SIM115
-        self.columns: int | None = None
-        self.rows = 0
+    def __init__(self, directory: Path | None = None, rows: int = 0, columns: int | None = None):
+        """Anonymous temporary files, or with ``directory`` two named files there that a
+        resumed run reopens: ``rows`` rows of ``columns`` columns are kept, the rest (rows
+        appended after the last journalled chunk) cut off."""
+        self.columns: int | None = columns
+        self.rows = rows
+        if directory is None:
+            # Open for the whole pass and closed by close(), hence no with-block.
+            self._features = tempfile.TemporaryFile()  # noqa: SIM115
+            self._targets = tempfile.TemporaryFile()  # noqa: SIM115
+            return
+        self._features = _reopen(Path(directory) / "heldout_X.f64", rows * (columns or 0))
+        self._targets = _reopen(Path(directory) / "heldout_y.f64", rows)
+
+    def flush(self) -> None:
+        self._features.flush()
+        self._targets.flush()
+
+    def sync(self) -> None:
+        """Flush both files to the disk (a journalled chunk's rows must survive a crash)."""
+        for handle in (self._features, self._targets):
+            handle.flush()
+            os.fsync(handle.fileno())
 
     def append(self, X: np.ndarray, y: np.ndarray) -> None:
         if not len(X):
@@ -52,3 +74,11 @@ class HeldOutSpool:
     def close(self) -> None:
         self._features.close()
         self._targets.close()
+
+
+def _reopen(path: Path, values: int):
+    """``path`` opened for appending float64 values, holding its first ``values`` only."""
+    handle = path.open("r+b" if path.exists() else "w+b")
+    handle.truncate(values * 8)
+    handle.seek(0, os.SEEK_END)
+    return handle

@@ -26,13 +26,15 @@ import io
 import logging
 import sys
 from collections import deque
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
 from .errors import InputDataError
@@ -238,6 +240,14 @@ class RawChunk:
 
     records: list[bytes]
     line_numbers: list[int]
+    # Where the input stands after each record: (byte offset, next line number).  Filled by
+    # ChunkReader; a resumed stream starts from the end of its last committed chunk.
+    ends: list[tuple[int, int]] = field(default_factory=list)
+
+    @property
+    def end(self) -> tuple[int, int] | None:
+        """``(byte offset, line number)`` just after the last record, when known."""
+        return self.ends[-1] if self.ends else None
 
     @property
     def input_bytes(self) -> int:
@@ -248,8 +258,12 @@ class RawChunk:
 
     def split(self, first_rows: int) -> tuple[RawChunk, RawChunk]:
         """The first ``first_rows`` records and the rest, both still unparsed."""
-        head = RawChunk(self.records[:first_rows], self.line_numbers[:first_rows])
-        tail = RawChunk(self.records[first_rows:], self.line_numbers[first_rows:])
+        head = RawChunk(
+            self.records[:first_rows], self.line_numbers[:first_rows], self.ends[:first_rows]
+        )
+        tail = RawChunk(
+            self.records[first_rows:], self.line_numbers[first_rows:], self.ends[first_rows:]
+        )
         return head, tail
 
 
@@ -265,7 +279,7 @@ class ChunkReader:
     def __init__(self, source: InputSource) -> None:
         self.source = source
         self._stream = source.open_utf8()
-        self._returned: deque[tuple[bytes, int]] = deque()
+        self._returned: deque[tuple[bytes, int, tuple[int, int] | None]] = deque()
         try:
             header = self._stream.readline()
         except BaseException:
@@ -273,8 +287,11 @@ class ChunkReader:
             raise
         # A byte-order mark belongs to the file, not to the first column's name.
         self.header = header.removeprefix(codecs.BOM_UTF8)
+        # Where the first record starts in the file's bytes (meaningful for UTF-8 input).
+        self.data_offset = len(header)
         bom = len(header) - len(self.header)
         self._line = 2  # the header is line 1
+        self._offset = len(header)  # bytes of the input read so far (of UTF-8 text)
         if not self.header.strip():
             self.close()
             raise InputDataError(
@@ -289,23 +306,46 @@ class ChunkReader:
 
     def take(self, rows: int) -> RawChunk:
         """Up to ``rows`` records; an empty chunk means the input is exhausted."""
-        records, lines = [], []
+        records, lines, ends = [], [], []
         while self._returned and len(records) < rows:
-            record, line = self._returned.popleft()
+            record, line, end = self._returned.popleft()
             records.append(record)
             lines.append(line)
+            ends.append(end)
         while len(records) < rows:
             record, line = self._next_record()
             if record is None:
                 break
             records.append(record)
             lines.append(line)
-        return RawChunk(records, lines)
+            ends.append((self._offset, self._line))
+        return RawChunk(records, lines, ends)
 
     def put_back(self, chunk: RawChunk) -> None:
         """Return unprocessed records so that the next ``take`` starts with them."""
-        pairs = list(zip(chunk.records, chunk.line_numbers, strict=True))
-        self._returned.extendleft(reversed(pairs))
+        ends = chunk.ends or [None] * len(chunk)
+        triples = list(zip(chunk.records, chunk.line_numbers, ends, strict=True))
+        self._returned.extendleft(reversed(triples))
+
+    def resume_at(self, offset: int, line: int, records: int) -> None:
+        """Continue after ``records`` records that end at byte ``offset``, before ``line``.
+
+        A UTF-8 file is positioned by seeking to ``offset``; text in another encoding is
+        re-read record by record (its offsets count re-encoded bytes).  Either way the
+        line number reached must be ``line``, or the input is not the one journalled.
+        """
+        if self._returned:
+            raise ValueError("resume_at must be called before any record is taken")
+        if self.source.is_utf8:
+            self._stream.seek(offset)
+            self._offset, self._line = offset, line
+            return
+        skipped = self.take(records)
+        if len(skipped) != records or skipped.end != (offset, line):
+            raise InputDataError(
+                f"input {self.source.name} does not have the {records} records the journal "
+                f"says were processed (up to line {line - 1})"
+            )
 
     def count_records(self) -> int:
         """Consume the rest of the input and count its records."""
@@ -332,11 +372,13 @@ class ChunkReader:
                 return None, self._line
             start = self._line
             self._line += 1
+            self._offset += len(line)
             while line.count(b'"') % 2 == 1 and _inside_quotes(line):
                 more = self._stream.readline()
                 if not more:
                     break  # an unclosed quote at the end: the record is quarantined
                 self._line += 1
+                self._offset += len(more)
                 line += more
             if line.strip():
                 if not line.endswith(b"\n"):
@@ -491,9 +533,345 @@ def _line_span(chunk: RawChunk) -> tuple[int, int]:
 
 
 def read_table(source: InputSource) -> ParsedChunk:
-    """The whole input as one parsed chunk."""
+    """The whole input as one parsed chunk.
+
+    Large UTF-8 inputs are read by Arrow's multi-threaded CSV reader straight from the file
+    (see :func:`iter_table_blocks`); any input it cannot number exactly goes through the
+    record reader, with the same rows, line numbers and raw records either way.
+    """
+    try:
+        blocks = list(iter_table_blocks(source, block_bytes=None))
+    except FastReadUnavailable:
+        return read_table_exact(source)
+    if len(blocks) == 1:
+        return blocks[0]
+    return _concat_parsed(blocks)
+
+
+def read_table_exact(source: InputSource) -> ParsedChunk:
+    """The whole input as one parsed chunk, through the record reader."""
     with ChunkReader(source) as reader:
         return parse_chunk(reader.header, reader.take(sys.maxsize), reader.columns)
+
+
+# --------------------------------------------------------------------------- fast batch read
+#
+# A record is one physical line whenever no line holds an odd number of quote characters
+# (the record reader joins lines only then), no line ends in a bare carriage return (Arrow
+# ends a line there, the record reader does not) and no line is blank but for whitespace
+# (the record reader skips it, Arrow does not; such a line makes Arrow fail, so it never
+# goes unnoticed).  One cheap pass over the bytes checks these conditions and finds the
+# empty lines; then the n-th row Arrow parses is the n-th non-empty line, and the row count
+# Arrow returns is checked against the number of such lines.  When anything does not hold,
+# :class:`FastReadUnavailable` sends the caller to the record reader.
+
+_SCAN_BLOCK = 16 << 20
+FAST_READ_MIN_ROWS = _SMALL_CHUNK_ROWS + 1
+BATCH_BLOCK_BYTES = 32 << 20
+
+
+class FastReadUnavailable(Exception):
+    """The input cannot be read (or numbered) exactly by the fast path."""
+
+
+@dataclass
+class _Layout:
+    """Where the records of a UTF-8 input are: the line number of every record."""
+
+    data_offset: int
+    line_numbers: np.ndarray
+    # Whether any quote character occurs: without one no value can hold a line break, and
+    # Arrow may split the text at any newline (its faster, parallel chunking).
+    quoted: bool = True
+
+
+def _scan_layout(source: InputSource, data_offset: int) -> _Layout:
+    """Check the conditions of the fast path and number the records, in one pass.
+
+    Blocks are taken as read, with what matters at their edges carried over (the quote
+    parity of the line in progress, a carriage return, the last two bytes), so no block is
+    copied.
+    """
+    lines = 0
+    blank_suspect = False
+    quoted = False
+    odd_quotes = False  # the line in progress holds an odd number of quotes so far
+    last_two = b"\n"  # the header line ended just before the data
+    tail = b""  # the line in progress (after the last newline)
+    with source.open() as stream:
+        stream.seek(data_offset)
+        while True:
+            block = stream.read(_SCAN_BLOCK)
+            if not block:
+                break
+            if last_two.endswith(b"\r") and not block.startswith(b"\n"):
+                raise FastReadUnavailable("a carriage return that does not end a line")
+            edge = last_two + block[:2]
+            if b"\n\n" in edge or b"\n\r\n" in edge:
+                blank_suspect = True
+            if b"\r" in block and block.count(b"\r") != block.count(b"\r\n") + block.endswith(
+                b"\r"
+            ):
+                raise FastReadUnavailable("a carriage return that does not end a line")
+            # numpy finds a byte several times faster than bytes.count or a substring search;
+            # two newlines at most two bytes apart may enclose an empty line (or "\r").
+            positions = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 0x0A)
+            newlines = len(positions)
+            if newlines > 1 and np.diff(positions).min() <= 2:
+                blank_suspect = True
+            if b'"' in block:
+                quoted = True
+                odd_quotes = _odd_quote_lines(block, odd_quotes)
+            elif odd_quotes and newlines:
+                raise FastReadUnavailable("a line with an odd number of quotes")
+            lines += newlines
+            if newlines:
+                tail = block[block.rfind(b"\n") + 1 :]
+            else:
+                tail += block
+            last_two = block[-2:] if len(block) > 1 else (last_two + block)[-2:]
+    if last_two.endswith(b"\r"):
+        raise FastReadUnavailable("a carriage return that does not end a line")
+    if odd_quotes:
+        raise FastReadUnavailable("a line with an odd number of quotes")
+    if tail:
+        if not tail.strip():
+            raise FastReadUnavailable("whitespace at the end of the input")
+        lines += 1
+    if not blank_suspect:
+        return _Layout(data_offset, np.arange(2, lines + 2, dtype=np.int64), quoted)
+    return _Layout(data_offset, _nonblank_line_numbers(source, data_offset), quoted)
+
+
+def _odd_quote_lines(block: bytes, odd_before: bool) -> bool:
+    """Raise when a line ending in ``block`` holds an odd number of quotes; whether the line
+    still in progress at its end holds an odd number so far."""
+    data = np.frombuffer(block, dtype=np.uint8)
+    quotes = np.flatnonzero(data == 0x22)
+    newlines = np.flatnonzero(data == 0x0A)
+    per_line = np.bincount(np.searchsorted(newlines, quotes), minlength=len(newlines) + 1)
+    per_line[0] += odd_before
+    if (per_line[:-1] & 1).any():
+        raise FastReadUnavailable("a line with an odd number of quotes")
+    return bool(per_line[-1] & 1)
+
+
+def _nonblank_line_numbers(source: InputSource, data_offset: int) -> np.ndarray:
+    """Line numbers of the lines that are not empty (nor a lone carriage return)."""
+    ends = _line_ends(source, data_offset)
+    starts = np.r_[data_offset, ends[:-1] + 1]
+    length = ends - starts
+    blank = length == 0
+    maybe_cr = np.flatnonzero(length == 1)
+    if len(maybe_cr):
+        with source.open() as stream:
+            for index in maybe_cr.tolist():
+                stream.seek(int(starts[index]))
+                blank[index] = stream.read(1) == b"\r"
+    return np.flatnonzero(~blank).astype(np.int64) + 2
+
+
+def _line_ends(source: InputSource, data_offset: int) -> np.ndarray:
+    """Byte offset of the end of every line after the header (its newline, or the end)."""
+    parts = []
+    position = data_offset
+    with source.open() as stream:
+        stream.seek(data_offset)
+        while True:
+            block = stream.read(_SCAN_BLOCK)
+            if not block:
+                break
+            parts.append(np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 0x0A) + position)
+            position += len(block)
+            last = block[-1:]
+    ends = np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+    if position > data_offset and last != b"\n":
+        ends = np.r_[ends, position]
+    return ends.astype(np.int64)
+
+
+class _FileRecords:
+    """Raw records of the fast path, read back from the input only when asked for (the
+    quarantine report needs the raw text of its rows, which are few)."""
+
+    def __init__(self, source: InputSource, data_offset: int) -> None:
+        self._source = source
+        self._data_offset = data_offset
+        self._ends: np.ndarray | None = None
+
+    def records(self, lines) -> list[bytes]:
+        """The records that start on the given lines, each ending in a newline."""
+        if self._ends is None:
+            self._ends = _line_ends(self._source, self._data_offset)
+        found = []
+        with self._source.open() as stream:
+            for line in lines:
+                index = int(line) - 2
+                start = self._data_offset if index == 0 else int(self._ends[index - 1]) + 1
+                stream.seek(start)
+                record = stream.read(int(self._ends[index]) - start + 1)
+                found.append(record if record.endswith(b"\n") else record + b"\n")
+        return found
+
+
+class LineRecords(Sequence):
+    """The raw records (bytes, ending in a newline) of rows read by the fast path."""
+
+    def __init__(self, records: _FileRecords, line_numbers: np.ndarray) -> None:
+        self._records = records
+        self._line_numbers = line_numbers
+
+    def __len__(self) -> int:
+        return len(self._line_numbers)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return self._records.records(self._line_numbers[index])
+        return self._records.records([self._line_numbers[index]])[0]
+
+    def take(self, rows) -> list[bytes]:
+        """The records of several rows, read in one go."""
+        return self._records.records(self._line_numbers[np.asarray(rows, dtype=np.int64)])
+
+
+def iter_table_blocks(
+    source: InputSource,
+    block_bytes: int | None = BATCH_BLOCK_BYTES,
+    dictionary: bool = False,
+    only: tuple[str, ...] | None = None,
+):
+    """The input as parsed chunks of about ``block_bytes`` of text each (one chunk when
+    ``None``), read by Arrow's CSV reader; rows, line numbers and records are those of
+    :func:`read_table_exact`.  With ``dictionary`` the columns are dictionary-encoded
+    strings (each distinct value of a chunk stored once), which cleaning parses once per
+    distinct value (a column whose values hardly repeat stays plain).  ``only`` keeps just
+    the named columns (every field of every record is still checked).
+
+    Raises :class:`FastReadUnavailable` (possibly after yielding some chunks) when the
+    input is not UTF-8, too small to be worth it (the record reader parses small tables
+    with the standard library), or not numbered exactly by the fast path; the caller then
+    reads it with :func:`read_table_exact`.
+    """
+    if not source.is_utf8:
+        raise FastReadUnavailable("not UTF-8")
+    with ChunkReader(source) as reader:
+        columns, data_offset = reader.columns, reader.data_offset
+    if len(columns) < 2:
+        raise FastReadUnavailable("a single column: a blank line would be a row")
+    layout = _scan_layout(source, data_offset)
+    expected = len(layout.line_numbers)
+    if expected < FAST_READ_MIN_ROWS:
+        raise FastReadUnavailable("small input")
+    names = [f"f{i}" for i in range(len(columns))]
+    kept = [i for i, name in enumerate(columns) if only is None or name in only]
+    read_options = pa_csv.ReadOptions(
+        use_threads=True,
+        column_names=names,
+        block_size=block_bytes or (1 << 24),
+    )
+    parse_options = pa_csv.ParseOptions(newlines_in_values=layout.quoted)
+    encoded = _repeating_columns(source, data_offset, names) if dictionary else set()
+    convert_options = pa_csv.ConvertOptions(
+        column_types={
+            name: pa.dictionary(pa.int32(), pa.string()) if name in encoded else pa.string()
+            for name in names
+        },
+        include_columns=[names[i] for i in kept],
+        strings_can_be_null=False,
+        quoted_strings_can_be_null=False,
+    )
+    records = _FileRecords(source, data_offset)
+    stream = _arrow_stream(source, data_offset)
+    try:
+        if block_bytes is None:
+            try:
+                table = pa_csv.read_csv(stream, read_options, parse_options, convert_options)
+            except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+                raise FastReadUnavailable(str(exc)) from None
+            if table.num_rows != expected:
+                raise FastReadUnavailable("row count")
+            yield ParsedChunk(
+                table.rename_columns([columns[i] for i in kept]),
+                layout.line_numbers,
+                LineRecords(records, layout.line_numbers),
+            )
+            return
+        try:
+            batches = pa_csv.open_csv(stream, read_options, parse_options, convert_options)
+        except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+            raise FastReadUnavailable(str(exc)) from None
+        done = 0
+        while True:
+            try:
+                batch = batches.read_next_batch()
+            except StopIteration:
+                break
+            except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+                raise FastReadUnavailable(str(exc)) from None
+            if not batch.num_rows:
+                continue
+            if done + batch.num_rows > expected:
+                raise FastReadUnavailable("row count")
+            lines = layout.line_numbers[done : done + batch.num_rows]
+            done += batch.num_rows
+            table = pa.Table.from_batches([batch]).rename_columns([columns[i] for i in kept])
+            yield ParsedChunk(table, lines, LineRecords(records, lines))
+        if done != expected:
+            raise FastReadUnavailable("row count")
+    finally:
+        stream.close()
+
+
+_SAMPLE_BYTES = 1 << 20
+
+
+def _repeating_columns(source: InputSource, data_offset: int, names: list[str]) -> set[str]:
+    """Columns whose values repeat in the first megabyte of records (worth dictionary
+    encoding: each distinct value is then parsed once); all of them if it cannot tell."""
+    with source.open() as stream:
+        stream.seek(data_offset)
+        sample = stream.read(_SAMPLE_BYTES)
+    sample = sample[: sample.rfind(b"\n") + 1]
+    try:
+        table = pa_csv.read_csv(
+            io.BytesIO(sample),
+            read_options=pa_csv.ReadOptions(column_names=names, use_threads=False),
+            convert_options=pa_csv.ConvertOptions(column_types=dict.fromkeys(names, pa.string())),
+        )
+    except (pa.ArrowInvalid, UnicodeDecodeError):
+        return set(names)
+    if not table.num_rows:
+        return set(names)
+    return {name for name in names if len(pc.unique(table.column(name))) <= table.num_rows // 2}
+
+
+def _arrow_stream(source: InputSource, offset: int):
+    if source.data is not None:
+        return pa.BufferReader(pa.py_buffer(source.data).slice(offset))
+    try:
+        stream = pa.OSFile(str(source.path), "rb")
+    except OSError as exc:
+        raise InputDataError(f"input file {source.path} cannot be read: {exc}") from None
+    stream.seek(offset)
+    return stream
+
+
+def _concat_parsed(blocks: list[ParsedChunk]) -> ParsedChunk:
+    tables = [block.table for block in blocks]
+    if any(RECORD_ERROR in table.column_names for table in tables):
+        tables = [
+            table
+            if RECORD_ERROR in table.column_names
+            else table.append_column(RECORD_ERROR, pa.array([""] * table.num_rows, pa.string()))
+            for table in tables
+        ]
+    lines = np.concatenate([block.line_numbers for block in blocks])
+    files = {id(getattr(block.records, "_records", None)) for block in blocks}
+    if len(files) == 1 and isinstance(blocks[0].records, LineRecords):
+        records = LineRecords(blocks[0].records._records, lines)
+    else:
+        records = [record for block in blocks for record in block.records]
+    return ParsedChunk(pa.concat_tables(tables), lines, records)
 
 
 def _parse_header(header: bytes, name: str, offset: int = 0) -> list[str]:

@@ -21,8 +21,11 @@ import multiprocessing
 import os
 import resource
 import signal
+import sys
+import threading
 import time
 import traceback
+import types
 from dataclasses import dataclass, field
 
 import psutil
@@ -94,30 +97,33 @@ def run_isolated(
 ) -> WorkerOutcome:
     """Run ``mode`` ("batch" or "streaming") in a fresh worker under the config's limits."""
     cores = _allowed_cores(config.n_jobs)
+    limits = _KernelLimits(config, len(cores))
     receiver, sender = _CONTEXT.Pipe(duplex=False)
     worker = _CONTEXT.Process(
         target=_worker_main,
-        args=(sender, mode, source, config, cores, options, _log_setup()),
+        args=(sender, mode, source, config, cores, options, _log_setup(), limits.group),
         daemon=True,
     )
     started = time.perf_counter()
-    worker.start()
+    with _main_module_hidden():
+        worker.start()
     sender.close()
-    capped = config.max_compute_units < 1.0
     peaks = {"rss_mb": 0.0}
-    message = _await_result(worker, receiver, config.max_compute_units if capped else None, peaks)
+    message = _await_result(worker, receiver, limits.signal_cap, peaks)
     worker.join()
+    oom_kills = limits.release()
 
     outcome = WorkerOutcome(
         result=None,
         error=None,
         wall_s=time.perf_counter() - started,
         allowed_cores=len(cores),
-        cpu_mechanism=_mechanism(config.max_compute_units),
+        cpu_mechanism=limits.cpu_mechanism,
         exit_code=worker.exitcode,
+        extra=limits.accounting(),
     )
     if message is None:
-        outcome.error = f"worker ended without a result (exit code {worker.exitcode})"
+        outcome.error = limits.death_message(worker.exitcode, oom_kills)
         return outcome
     outcome.result, outcome.error = message["result"], message["error"]
     _load_records(outcome.result)
@@ -127,11 +133,113 @@ def run_isolated(
     # getrusage's peak of a forked child leaves out pages it shares with the fork server, so
     # the parent's and the worker's own RSS samples are taken into account too.
     outcome.peak_rss_mb = max(message["peak_rss_mb"], message["sampled_peak_mb"], peaks["rss_mb"])
-    outcome.extra = {
-        "peak_rss_getrusage_mb": message["peak_rss_mb"],
-        "peak_rss_parent_sampled_mb": peaks["rss_mb"],
-    }
+    outcome.extra.update(
+        peak_rss_getrusage_mb=message["peak_rss_mb"],
+        peak_rss_parent_sampled_mb=peaks["rss_mb"],
+    )
     return outcome
+
+
+class _KernelLimits:
+    """The control group of one worker, when the machine allows one, and what it enforces.
+
+    With a group, the kernel holds the CPU cap (a CFS quota) and the hard memory limit; without
+    one, the parent duty-cycles the worker with signals and there is no hard memory limit.
+    """
+
+    def __init__(self, config: PipelineConfig, cores: int) -> None:
+        from .cgroups import create_worker_group
+
+        self.cap = config.max_compute_units
+        self.capped = self.cap < 1.0
+        factor = config.memory_hard_limit_factor
+        self.hard_limit_mb = None if factor is None else factor * config.max_memory_mb
+        self.soft_budget_mb = config.max_memory_mb
+        use_cgroup_cpu = self.capped and config.cpu_cap_mechanism != "signals"
+        self.group, self.reason = create_worker_group(
+            self.cap * cores if use_cgroup_cpu else None, self.hard_limit_mb
+        )
+        if config.cpu_cap_mechanism == "cgroup" and self.capped and self.group is None:
+            raise MeasuredRunFailed(
+                f"cpu_cap_mechanism is 'cgroup' but no control group could be made: {self.reason}"
+            )
+        self.cgroup_cpu = self.group is not None and self.group.cpu_dir is not None
+        self.cores = cores
+
+    @property
+    def signal_cap(self) -> float | None:
+        """The cap the parent enforces with signals, or None when the kernel does."""
+        return self.cap if self.capped and not self.cgroup_cpu else None
+
+    @property
+    def cpu_mechanism(self) -> str:
+        if not self.capped:
+            return _mechanism(self.cap)
+        if self.cgroup_cpu:
+            return self.group.cpu_mechanism(self.cores)
+        return _mechanism(self.cap)
+
+    def release(self) -> int:
+        """Read the group's OOM-kill count and remove it; returns the count."""
+        if self.group is None:
+            return 0
+        kills = self.group.oom_kills()
+        self.group.remove()
+        return kills
+
+    def accounting(self) -> dict:
+        has_memory = self.group is not None and self.group.memory_dir is not None
+        return {
+            "memory_hard_limit_mb": self.group.memory_limit_mb if has_memory else None,
+            "memory_hard_limit_mechanism": (
+                f"cgroup v{self.group.version} memory limit" if has_memory else None
+            ),
+            "cgroup_unavailable_reason": self.reason,
+        }
+
+    def death_message(self, exit_code: int | None, oom_kills: int) -> str:
+        if oom_kills:
+            return (
+                f"worker killed by the kernel: over its hard memory limit of "
+                f"{self.hard_limit_mb:.0f} MB (cgroup; soft budget {self.soft_budget_mb:.0f} MB)"
+            )
+        return f"worker ended without a result (exit code {exit_code})"
+
+
+_STARTING = threading.Lock()
+
+
+def start_fork_server() -> None:
+    """Start this process's fork server and wait until it has imported and warmed up the
+    worker modules (a few seconds), by forking one worker that does nothing."""
+    worker = _CONTEXT.Process(target=time.sleep, args=(0,), daemon=True)
+    with _main_module_hidden():
+        worker.start()
+    worker.join()
+
+
+@contextlib.contextmanager
+def _main_module_hidden():
+    """Keep the parent's ``__main__`` out of sight while a worker starts.
+
+    multiprocessing would otherwise have every worker import the parent's main script
+    before it runs (the ``nba-pipeline`` script, pytest, or a Dask worker's command, which
+    imports dask), so the program that started a measurement would add its imports to the
+    worker's baseline memory and CPU seconds.  The worker's entry point lives in this
+    package and needs nothing from ``__main__``.  The lock keeps threads that start workers
+    at the same time (a Dask worker with several threads) from restoring each other's
+    stand-in.
+    """
+    with _STARTING:
+        main = sys.modules.get("__main__")
+        sys.modules["__main__"] = types.ModuleType("__main__")
+        try:
+            yield
+        finally:
+            if main is None:
+                del sys.modules["__main__"]
+            else:
+                sys.modules["__main__"] = main
 
 
 def _mechanism(cap: float) -> str:
@@ -254,8 +362,11 @@ def _configure_worker_logging(level: int, kind: str | None, text_format: str | N
     root.setLevel(level)
 
 
-def _worker_main(sender, mode, source, config, cores, options, log_setup) -> None:
-    """Entry point inside the worker: pin, measure the baseline, run, report."""
+def _worker_main(sender, mode, source, config, cores, options, log_setup, group=None) -> None:
+    """Entry point inside the worker: join its control group, pin, measure the baseline,
+    run, report."""
+    if group is not None:
+        group.join()
     from .worker_entry import rss_mb, run_mode
 
     started = time.perf_counter()

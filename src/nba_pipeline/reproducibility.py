@@ -21,9 +21,11 @@ _DEPENDENCIES = {
 }
 
 
-# Where a run writes is not part of how it runs: two runs of the same configuration into
-# different folders must have byte-identical manifests.
-_NOT_IN_MANIFEST = ("output_dir",)
+# Where a run writes, and on which machines it runs, are not part of how it runs: two runs of
+# the same configuration into different folders, or on a cluster and here, must have
+# byte-identical manifests.  (The scheduler address could also carry credentials; the report's
+# scaling section names it without them.)
+_NOT_IN_MANIFEST = ("output_dir", "scheduler")
 
 
 def reproducibility_section(config: PipelineConfig) -> dict:

@@ -43,6 +43,7 @@ from .resources import (
     MemoryWatch,
     system_memory_percent,
 )
+from .resume import StreamJournal
 from .transform import derive_features, transform_features
 
 logger = logging.getLogger(__name__)
@@ -122,26 +123,55 @@ def run_streaming(
     keep_matrix: bool = False,
     compute_enforced_outside: bool = False,
     load_records: bool = True,
+    journal_dir: Path | None = None,
+    resume: bool = False,
+    reader=None,
 ) -> StreamingResult:
     """Run both passes and return the report section and the chunk records.
 
     ``compute_enforced_outside`` says that a parent process applies the CPU cap, so the
     loop must not pause by itself; ``load_records=False`` leaves the chunk records on disk
     for the caller's process to load (see :meth:`StreamingResult.load_chunk_records`).
+    ``journal_dir`` journals pass 1 and every committed chunk of pass 2 there (see
+    :mod:`nba_pipeline.resume`); with ``resume`` the run continues after the last chunk
+    that journal committed.  ``reader`` (live input, see :mod:`nba_pipeline.live`) is read
+    by pass 2 instead of ``source``, which then holds only the rows pass 1 fits on.
     """
     budget = _Budget(config, compute_enforced_outside)
     clock, energy = CpuClock(), EnergyMeter()
     started = time.perf_counter()
 
-    state, fit_stats = _fit_pass(source, config, budget)
-    fit_s = time.perf_counter() - started
-    stream = _TransformPass(source, config, state, budget, spill_dir, keep_matrix)
+    journal = StreamJournal(journal_dir, resume) if journal_dir is not None else None
+    if journal is not None and journal.pass1 is not None:
+        # Resumed: the times of the killed run count, the time between kill and resume not.
+        state, fit_stats = journal.pass1["state"], journal.pass1["fit_stats"]
+        budget.sizer.current = journal.pass1["chunk_size"]
+        fit_s = journal.pass1["fit_s"]
+        started = time.perf_counter() - fit_s
+    else:
+        state, fit_stats = _fit_pass(source, config, budget)
+        fit_s = time.perf_counter() - started
+        if journal is not None:
+            journal.save_pass1(
+                {
+                    "state": state,
+                    "fit_stats": fit_stats,
+                    "chunk_size": budget.sizer.current,
+                    "fit_s": fit_s,
+                }
+            )
+    stream = _TransformPass(
+        source, config, state, budget, spill_dir, keep_matrix, journal, started
+    )
     try:
-        stream.run()
+        stream.run(reader)
     except BaseException:
         stream.log.discard()
         raise
-    wall_s = time.perf_counter() - started
+    finally:
+        if journal is not None:
+            journal.close()
+    wall_s = time.perf_counter() - stream.started
 
     model = stream.model
     model_updates_s = model.flush()
@@ -288,7 +318,9 @@ def _adaptive_chunks(reader: ChunkReader, budget: _Budget, work):
 class _TransformPass:
     """Pass 2: transform every chunk with the fitted state and train the online model."""
 
-    def __init__(self, source, config, state, budget, spill_dir, keep_matrix) -> None:
+    def __init__(
+        self, source, config, state, budget, spill_dir, keep_matrix, journal=None, started=None
+    ) -> None:
         self.source, self.config, self.state, self.budget = source, config, state, budget
         self.spill_dir, self.keep_matrix = spill_dir, keep_matrix
         self.model = OnlineSalaryModel(
@@ -301,23 +333,56 @@ class _TransformPass:
         self.quarantine_parts: list[pd.DataFrame] = []
         self.training_wall_s = 0.0
         self.spill_s = 0.0
+        self.rolling = RollingSalary(config.rolling_window)
+        self.journal = journal
+        self.started = time.perf_counter() if started is None else started  # of the run
+        self._records_done = 0  # input records covered by committed chunks
+        if journal is not None:
+            self.held_out.close()
+            self.held_out = journal.held_out_spool()
+            if journal.state is not None:
+                self._restore(journal)
 
-    def run(self) -> None:
-        rolling = RollingSalary(self.config.rolling_window)
+    def _restore(self, journal) -> None:
+        """Continue after the journal's last chunk: its state, records and quarantine."""
+        saved = journal.state
+        self.model, self.rolling = saved["model"], saved["rolling"]
+        self.budget.sizer.current = saved["chunk_size"]
+        self.training_wall_s, self.spill_s = saved["training_wall_s"], saved["spill_s"]
+        self.started = time.perf_counter() - saved["elapsed_s"]
+        self._records_done = journal.last["input"]["records_done"]
+        self.quarantine_parts = list(journal.quarantine_parts)
+        for entry in journal.entries:
+            self.log.append(entry["record"])
+        logger.info(
+            "resuming the streaming run after chunk %d (input line %d, byte %d)",
+            journal.last["chunk_id"],
+            journal.last["input"]["next_line"],
+            journal.last["input"]["end_offset"],
+        )
+
+    def run(self, reader=None) -> None:
+        if self.journal is not None:
+            self.journal.restore_spills(self.spill_dir)
 
         def transform(frame: ParsedChunk):
-            trial = rolling.copy()
+            trial = self.rolling.copy()
             checkpoint = self.budget.watch.checkpoint
             derived = derive_features(
                 frame, trial, self.config.random_seed, self.config.test_fraction, checkpoint
             )
             return transform_features(derived, self.state, checkpoint), trial
 
-        with ChunkReader(self.source) as reader:
+        with reader if reader is not None else ChunkReader(self.source) as reader:
+            position = self.journal.resume_position() if self.journal is not None else None
+            if position is not None:
+                reader.resume_at(
+                    position["end_offset"], position["next_line"], position["records_done"]
+                )
             for raw_chunk, (transformed, trial), outcome in _adaptive_chunks(
                 reader, self.budget, transform
             ):
-                rolling = trial
+                self.rolling = trial
                 transformed.timings["preprocess_s"] += outcome.parse_s
                 self._commit(raw_chunk, transformed, outcome)
 
@@ -354,6 +419,49 @@ class _TransformPass:
         self.budget.sizer.after_success(
             self.budget.watch.chunk_peak_mb, self.budget.watch.budget_mb
         )
+        self._records_done += len(raw_chunk)
+        if self.journal is not None:
+            # The journal's writes and fsyncs count as spilling, not as preprocessing.
+            started = time.perf_counter()
+            self._journal_commit(chunk_id, raw_chunk, transformed, spill_paths)
+            self.spill_s += time.perf_counter() - started
+
+    def _journal_commit(self, chunk_id, raw_chunk, transformed, spill_paths) -> None:
+        """Journal chunk ``chunk_id``: after this, a crash resumes from the next chunk."""
+        if not transformed.quarantine.empty:
+            self.journal.add_quarantine(transformed.quarantine)
+        previous = self.journal.last
+        spilled = {}
+        for kind, relative in spill_paths.items():
+            if relative is not None:
+                path = self.spill_dir.parent / relative
+                spilled[kind] = {"path": relative, "bytes": path.stat().st_size}
+        end_offset, next_line = raw_chunk.end or (None, None)  # None: a reader without offsets
+        entry = {
+            "chunk_id": chunk_id,
+            "input": {
+                "start_offset": previous["input"]["end_offset"] if previous else None,
+                "end_offset": end_offset,
+                "first_line": raw_chunk.line_numbers[0],
+                "last_line": raw_chunk.line_numbers[-1],
+                "next_line": next_line,
+                "records": len(raw_chunk),
+                "records_done": self._records_done,
+            },
+            "spill": spilled,
+            "record": self.log.last_record,
+        }
+        state = {
+            "model": self.model,
+            "rolling": self.rolling,
+            "chunk_size": self.budget.sizer.current,
+            "training_wall_s": self.training_wall_s,
+            "spill_s": self.spill_s,
+            "elapsed_s": time.perf_counter() - self.started,
+            "held_out_columns": self.held_out.columns,
+        }
+        files = [self.spill_dir.parent / item["path"] for item in spilled.values()]
+        self.journal.commit(entry, state, self.held_out, files)
 
     def _spill(self, chunk_id: int, transformed) -> tuple[dict, float]:
         if self.spill_dir is None:

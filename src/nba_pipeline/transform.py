@@ -112,13 +112,15 @@ def transform_features(
     timings["feature_engineering_s"] += time.perf_counter() - started
     checkpoint("feature_engineering")
 
+    # The selected columns are read straight from the imputed matrix, a block of rows at a
+    # time, as they are scaled: no copy of them is made.
     started = time.perf_counter()
-    numeric = imputed[:, state.selected_indices]
+    selected = state.selected_indices
     timings["feature_selection_s"] = time.perf_counter() - started
     checkpoint("feature_selection")
 
     started = time.perf_counter()
-    matrix = encode_scale(numeric, categorical, state)
+    matrix = encode_scale(imputed, categorical, state, columns=selected)
     timings["encode_scale_s"] = time.perf_counter() - started
     checkpoint("encode_scale")
 
@@ -141,14 +143,22 @@ def impute(numeric: np.ndarray, state: FittedState) -> np.ndarray:
     return np.where(np.isnan(numeric), fill, numeric)
 
 
+_SCALE_BLOCK_ROWS = 65_536
+
+
 def encode_scale(
-    numeric: np.ndarray, categorical: dict[str, pa.Array], state: FittedState
+    numeric: np.ndarray,
+    categorical: dict[str, pa.Array],
+    state: FittedState,
+    columns: list[int] | None = None,
 ) -> np.ndarray:
     """Standard-scaled numerics followed by one-hot columns, in the state's fixed order.
 
-    A category never seen in training gets all zeros in its block rather than a new column,
-    so every chunk has exactly the same columns.  The matrix is allocated once and filled in
-    place (no per-block arrays to stack, which would double the peak memory of a batch).
+    ``numeric`` holds the selected features, or every candidate feature when ``columns``
+    says which of them are selected.  A category never seen in training gets all zeros in
+    its block rather than a new column, so every chunk has exactly the same columns.  The
+    matrix is allocated once and filled in place (no per-block arrays to stack, which would
+    double the peak memory of a batch).
     """
     mean = np.array([state.scaler_mean[name] for name in state.selected_numeric])
     scale = np.array([state.scaler_scale[name] for name in state.selected_numeric])
@@ -156,8 +166,14 @@ def encode_scale(
     rows, width = numeric.shape[0], len(mean)
     matrix = np.zeros((rows, width + sum(widths)))
     scaled = matrix[:, :width]
-    np.subtract(numeric, mean, out=scaled)
-    np.divide(scaled, scale, out=scaled)
+    if columns is None:
+        np.subtract(numeric, mean, out=scaled)
+        np.divide(scaled, scale, out=scaled)
+    else:
+        for start in range(0, rows, _SCALE_BLOCK_ROWS):
+            block = scaled[start : start + _SCALE_BLOCK_ROWS]
+            np.subtract(numeric[start : start + _SCALE_BLOCK_ROWS, columns], mean, out=block)
+            np.divide(block, scale, out=block)
     offset = width
     for column, size in zip(CATEGORICAL_FEATURES, widths, strict=True):
         vocabulary = pa.array(state.vocabulary[column], pa.string())

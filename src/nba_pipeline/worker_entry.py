@@ -10,7 +10,7 @@ import pyarrow as pa
 from threadpoolctl import threadpool_limits
 
 from .batch import run_batch
-from .resources import rss_mb
+from .resources import return_freed_blocks_promptly, rss_mb
 from .streaming import run_streaming
 
 __all__ = ["rss_mb", "run_mode"]
@@ -25,6 +25,8 @@ def run_mode(
         if mode == "batch":
             return run_batch(source, config, compute_enforced_outside=compute_enforced_outside)
         if mode == "streaming":
+            # Peak RSS must not grow with the number of chunks (see the function).
+            return_freed_blocks_promptly()
             # The records stay on disk: the parent reads them, outside the measurement.
             return run_streaming(
                 source,

@@ -50,7 +50,9 @@ def dataset_section(art: RunArtifacts) -> str:
         parts.append("<h3>Library versions</h3>" + kv_table(repro["dependencies"]))
     scaling = art.section("scaling")
     if scaling:
-        parts.append("<h3>Scaling</h3>" + kv_table(scaling))
+        # The list of every task (worker, host, times) stays in the JSON report.
+        summary = {key: value for key, value in scaling.items() if key != "tasks"}
+        parts.append("<h3>Scaling</h3>" + kv_table(summary))
     parts.append("</div></div>")
     return "".join(parts)
 

@@ -36,7 +36,7 @@ HEADLINE_METRICS = {
 }
 MODEL_SCORES = ("batch.model.r2", "batch.model.rmse", "streaming.model.r2", "streaming.model.rmse")
 #: Configuration keys that say where a run went, not what it computed.
-LOCATION_KEYS = ("output_dir",)
+LOCATION_KEYS = ("output_dir", "scheduler")
 
 
 def compare_runs(run_a: str | Path, run_b: str | Path, seed: int = 0) -> dict:
@@ -46,7 +46,8 @@ def compare_runs(run_a: str | Path, run_b: str | Path, seed: int = 0) -> dict:
 
     - ``config_differences``: ``{key: (value in a, value in b)}`` for every setting that
       differs (``None`` for a key one run lacks), and ``location_differences`` for settings
-      that only say where a run went (``output_dir``), which never count toward identity;
+      that only say where a run went (``output_dir``, ``scheduler``), which never count
+      toward identity;
     - ``environment_differences``: python, platform, package and dependency versions, for
       information;
     - ``dataset_sha256``: both fingerprints and whether they are equal;
