@@ -819,10 +819,12 @@ def run_phases(stderr: str, started: float, ended: float) -> dict | None:
             when = datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
             stamps.append((when, match.group(3)))
     sweep = [when for when, message in stamps if message.startswith("sweep ")]
-    if not stamps or not sweep:
+    starts = [when for when, message in stamps if message.startswith("constraint sweep:")]
+    if not stamps or not sweep or not starts:
         return None
     first = stamps[0][0]
-    before_sweep = max((when for when, _ in stamps if when < sweep[0]), default=first)
+    # Settings are logged when the sweep has gathered them all; its start is logged first.
+    before_sweep = starts[0]
     return {
         "start_up_until_first_log_s": first - started,
         "modes_benchmark_data_size_s": before_sweep - first,

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import OutputError
+from .resources import pid_alive
 
 logger = logging.getLogger(__name__)
 
@@ -159,7 +160,7 @@ class OutputDirLock:
                 descriptor = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 holder = _lock_holder(self.path)
-                if holder is not None and _is_alive(holder):
+                if holder is not None and pid_alive(holder):
                     raise OutputError(
                         f"output directory {self.output_dir} is in use by another run (pid "
                         f"{holder}); choose another --output-dir or wait for it to finish"
@@ -183,18 +184,6 @@ def _lock_holder(path: Path) -> int | None:
         return int(path.read_text().strip())
     except (OSError, ValueError):
         return None
-
-
-def _is_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _remove_stale_temporaries(output_dir: Path) -> None:

@@ -102,6 +102,7 @@ def run_batch(
     )
     del X_train
     predictions = model.predict(rows_matrix(derived, state, ~train))
+    _release_arrow_memory()
 
     transform_started = time.perf_counter()
     transformed = transform_features(derived, state, watch.checkpoint)

@@ -22,6 +22,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .resources import pid_alive
+
 logger = logging.getLogger(__name__)
 
 #: The CFS period of the CPU quota: short, so the worker never runs or waits long in a row.
@@ -176,19 +178,9 @@ def _remove_orphans(parent: Path) -> None:
     """Remove empty groups left by a pipeline process that was killed before it cleaned up."""
     for directory in parent.glob("nba-pipeline-*-*"):
         owner = directory.name.split("-")[2]
-        if owner.isdigit() and not _alive(int(owner)):
+        if owner.isdigit() and not pid_alive(int(owner)):
             with contextlib.suppress(OSError):
                 directory.rmdir()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _quota_us(cores: float) -> int:

@@ -266,27 +266,30 @@ def _parse_text_columns(text: dict[str, _Text]) -> dict[str, np.ndarray | pa.Arr
         "position": category("position", _null_if_empty),
         "country_group": category("country", group_country),
     }
-    columns["b_day"], columns["birth_month"] = _birthdays(text["b_day"], text["version"])
+    columns["b_day"], columns["birth_month"] = _birthdays(
+        text["b_day"], text["version"], version_year
+    )
     if columns["jersey"] is None:
         columns["jersey"] = np.full(len(version_year), np.nan)
     return columns
 
 
-def _birthdays(b_day: _Text, version: _Text) -> tuple[np.ndarray, np.ndarray]:
+def _birthdays(
+    b_day: _Text, version: _Text, version_year_rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """:func:`parse_birthday` of every row, resolved once per distinct pair of birthday and
     game version when both columns repeat their values (the same arithmetic on the same
     numbers, so the same results)."""
     month, day, year = _birthday_parts(b_day.values)
+    if (
+        b_day.indices is None
+        or version.indices is None
+        or len(month) * len(version.values) > len(b_day.indices)
+    ):
+        return _resolve_birthday(
+            b_day.rows(month), b_day.rows(day), b_day.rows(year), version_year_rows
+        )
     version_year = parse_version(version.values)
-    if b_day.indices is None or version.indices is None:
-        return _resolve_birthday(
-            b_day.rows(month), b_day.rows(day), b_day.rows(year), version.rows(version_year)
-        )
-    pairs = len(month) * len(version_year)
-    if pairs > len(b_day.indices):
-        return _resolve_birthday(
-            b_day.rows(month), b_day.rows(day), b_day.rows(year), version.rows(version_year)
-        )
     # Every (birthday, version) combination, birthday-major, then each row's combination.
     days, months = _resolve_birthday(
         np.repeat(month, len(version_year)),

@@ -48,7 +48,9 @@ def run_constraint_sweep(
         for chunk_size, memory_mb, compute in grid
     ]
     tick = progress_counter(progress, "constraint sweep", len(grid))
-    outcomes = (executor or SequentialExecutor()).run_all("constraint_experiment", runs, tick)
+    executor = executor or SequentialExecutor()
+    logger.info("constraint sweep: %d settings, engine %s", len(grid), executor.engine)
+    outcomes = executor.run_all("constraint_experiment", runs, tick)
 
     rows, log = [], []
     for (chunk_size, memory_mb, compute), outcome in zip(grid, outcomes, strict=True):

@@ -567,7 +567,7 @@ def read_table_exact(source: InputSource) -> ParsedChunk:
 
 _SCAN_BLOCK = 16 << 20
 FAST_READ_MIN_ROWS = _SMALL_CHUNK_ROWS + 1
-BATCH_BLOCK_BYTES = 32 << 20
+BATCH_BLOCK_BYTES = 16 << 20
 
 
 class FastReadUnavailable(Exception):
@@ -786,7 +786,7 @@ def iter_table_blocks(
         if block_bytes is None:
             try:
                 table = pa_csv.read_csv(stream, read_options, parse_options, convert_options)
-            except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+            except (pa.ArrowException, UnicodeDecodeError) as exc:
                 raise FastReadUnavailable(str(exc)) from None
             if table.num_rows != expected:
                 raise FastReadUnavailable("row count")
@@ -798,7 +798,7 @@ def iter_table_blocks(
             return
         try:
             batches = pa_csv.open_csv(stream, read_options, parse_options, convert_options)
-        except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+        except (pa.ArrowException, UnicodeDecodeError) as exc:
             raise FastReadUnavailable(str(exc)) from None
         done = 0
         while True:
@@ -806,7 +806,7 @@ def iter_table_blocks(
                 batch = batches.read_next_batch()
             except StopIteration:
                 break
-            except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+            except (pa.ArrowException, UnicodeDecodeError) as exc:
                 raise FastReadUnavailable(str(exc)) from None
             if not batch.num_rows:
                 continue

@@ -75,6 +75,17 @@ def return_freed_blocks_promptly() -> bool:
     return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (one owned by another user counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def system_memory_percent() -> float:
     """Share of the machine's memory in use, in percent (psutil)."""
     return psutil.virtual_memory().percent

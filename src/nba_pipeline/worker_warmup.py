@@ -11,7 +11,7 @@ import logging
 from .config import PipelineConfig
 from .ingestion import InputSource, head_source
 from .synth import sample_dataset_path
-from .worker_entry import run_mode
+from .worker_entry import pin_thread_pools, run_mode
 
 WARMUP_ROWS = 120
 
@@ -24,4 +24,6 @@ def _warm_up() -> None:
 
 
 logging.getLogger(__name__).debug("warming up the worker modules")
+# Most measured runs get one core; their workers then find the pools at the right size.
+pin_thread_pools(1)
 _warm_up()
