@@ -70,6 +70,7 @@ def main() -> int:
         started = time.perf_counter()
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
         cpu_by_pid, worker_pid = watch_tree(process)
+        command_pid = process.pid
         wall_s = time.perf_counter() - started
         report = json.loads((out / "reports" / "pipeline_report.json").read_text())
 
@@ -90,6 +91,9 @@ def main() -> int:
         f"{total_cpu / wall_s:.3f} (includes start-up, the fork server and the parent's "
         f"polling)"
     )
+    for pid, cpu in sorted(cpu_by_pid.items(), key=lambda item: -item[1]):
+        role = "command" if pid == command_pid else "worker" if pid == worker_pid else "helper"
+        print(f"         {role:<8} pid {pid:>7}: {cpu:6.1f} CPU s")
     return 0
 
 
