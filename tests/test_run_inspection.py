@@ -422,6 +422,26 @@ def test_older_than_include_reports_retires_the_run(run_copy, tmp_path):
     assert not (parent / "again").exists()
 
 
+def test_retiring_removes_the_live_spool_and_distributed_parts(run_copy, tmp_path):
+    parent = tmp_path / "runs"
+    parent.mkdir()
+    old = run_copy("old", parent)
+    (old / "input").mkdir()
+    (old / "input" / "received.csv").write_text("name\n", encoding="utf-8")
+    (old / "features.parquet").mkdir()
+    (old / "features.parquet" / "part-00000.parquet").write_bytes(b"PAR1")
+    (old / "features.parquet" / "notes.txt").write_text("mine\n", encoding="utf-8")
+    past = time.time() - 40 * 86_400
+    os.utime(old / "reports" / "pipeline_report.json", (past, past))
+
+    cleaned = clean_runs_older_than(parent, 30, include_reports=True)["cleaned"][0]
+
+    assert "input/received.csv" in cleaned["deleted"]
+    assert "features.parquet/part-00000.parquet" in cleaned["deleted"]
+    assert not (old / "input").exists()
+    assert [path.name for path in (old / "features.parquet").iterdir()] == ["notes.txt"]
+
+
 def test_older_than_usage_errors(runs, tmp_path):
     assert cli("clean", runs["a"], "--older-than", "30").returncode == 3  # a run, not a parent
     assert cli("clean", tmp_path, "--older-than", "-1").returncode == 2

@@ -47,5 +47,17 @@ OTHER_RUN_FILES = (
     "reports/quarantine.csv",
     CHECKSUMS,
     CLEANUP_LOG,
+    "input/received.csv",
 )
-RUN_FOLDERS = ("intermediate", "benchmarks", "profiles", "reports", "metadata")
+#: The feature parts of distributed batch runs (``features.parquet/part-NNNNN.parquet``).
+FEATURE_PARTS_DIR = "features.parquet"
+FEATURE_PART_PATTERN = re.compile(r"part-\d{5}\.parquet")
+RUN_FOLDERS = (
+    "intermediate",
+    "benchmarks",
+    "profiles",
+    "reports",
+    "metadata",
+    "input",
+    FEATURE_PARTS_DIR,
+)

@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import os
+import re
 import stat
 import time
 from collections.abc import Iterator
@@ -36,6 +37,8 @@ from .layout import (
     CHECKSUM_ALGORITHM,
     CHECKSUMS,
     CLEANUP_LOG,
+    FEATURE_PART_PATTERN,
+    FEATURE_PARTS_DIR,
     KEEP_CLASS,
     LOCK_FILE_NAME,
     OTHER_RUN_FILES,
@@ -202,17 +205,12 @@ def _clean_candidates(
     """Regular files to delete, and the symbolic links met on the way (left alone)."""
     wanted: list[str] = []
     if intermediate or include_reports:
-        folder = root / "intermediate"
-        if is_real_dir(folder):
-            wanted += sorted(
-                f"intermediate/{entry.name}"
-                for entry in os.scandir(folder)
-                if SPILL_PATTERN.fullmatch(entry.name)
-            )
+        wanted += _matching_files(root, "intermediate", SPILL_PATTERN)
     if archive or include_reports:
         wanted += ARCHIVE_CLASS
     if include_reports:
         wanted += (*KEEP_CLASS, *OTHER_RUN_FILES)
+        wanted += _matching_files(root, FEATURE_PARTS_DIR, FEATURE_PART_PATTERN)
 
     candidates, skipped = [], []
     if (intermediate or include_reports) and (root / "intermediate").is_symlink():
@@ -224,6 +222,17 @@ def _clean_candidates(
         elif kind == "symlink":
             skipped.append({"path": path, "reason": "symbolic link, not followed"})
     return candidates, skipped
+
+
+def _matching_files(root: Path, folder: str, pattern: re.Pattern) -> list[str]:
+    """Relative paths of the entries of ``root/folder`` whose names match ``pattern``."""
+    if not is_real_dir(root / folder):
+        return []
+    return sorted(
+        f"{folder}/{entry.name}"
+        for entry in os.scandir(root / folder)
+        if pattern.fullmatch(entry.name)
+    )
 
 
 def _drop_checksum_entries(root: Path, deleted: list[str]) -> str:
