@@ -438,6 +438,9 @@ def _load_records(result) -> None:
 def _attach(section: dict, accounting: dict) -> None:
     """The worker's own figures are joined by the operating system's."""
     section["worker"] = accounting
+    # The worker cannot tell whether its parent duty-cycles it or the kernel caps its group;
+    # the parent, which applied the cap, names the mechanism.
+    section["compute"]["mechanism"] = accounting["cpu_mechanism"]
     section["compute"]["measured_cpu_utilization"] = accounting["measured_cpu_utilization"]
     section["compute"]["measurement"] = "getrusage CPU seconds / worker wall seconds per core"
     section["memory"]["peak_rss_mb"] = accounting["peak_rss_mb"]

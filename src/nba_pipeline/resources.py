@@ -140,8 +140,9 @@ class MemoryWatch:
 class DutyCycleThrottle:
     """Keeps busy time over elapsed time at the compute cap by pausing after work.
 
-    With ``enforced_outside`` the process is duty-cycled by its parent (see
-    :mod:`nba_pipeline.isolation`) and this throttle only names that mechanism.
+    With ``enforced_outside`` the cap is applied from outside the process (see
+    :mod:`nba_pipeline.isolation`, which names the mechanism in the run's report) and this
+    throttle does nothing.
     """
 
     def __init__(self, cap: float, enforced_outside: bool = False) -> None:
@@ -154,7 +155,7 @@ class DutyCycleThrottle:
         if self.cap >= 1.0:
             return "none (cap 1.0)"
         if self.enforced_outside:
-            return "SIGSTOP/SIGCONT duty cycle of the worker process by its parent"
+            return "applied outside the worker process by its parent"
         return "duty-cycle sleep after each unit of work in the run loop"
 
     def pause_after(self, busy_s: float) -> float:
