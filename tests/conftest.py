@@ -4,10 +4,13 @@ and small raw CSV files written by the tests themselves."""
 from __future__ import annotations
 
 import csv
+import fcntl
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
@@ -16,6 +19,74 @@ import pytest
 from nba_pipeline.synth import HEADER, sample_dataset_path
 
 REAL_DATA_ENV = "NBA_PIPELINE_REAL_DATA"
+CPU_LOCK_DIR_ENV = "NBA_PIPELINE_TEST_CPU_LOCKS"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "cpu_exclusive: measures the CPU share a capped worker gets, so it runs while no other "
+        "test process runs a test",
+    )
+    if os.environ.get("PYTEST_XDIST_WORKER") is None and CPU_LOCK_DIR_ENV not in os.environ:
+        # The controller makes the lock folder once; the xdist workers inherit its name.
+        os.environ[CPU_LOCK_DIR_ENV] = tempfile.mkdtemp(prefix="nba-pipeline-test-locks-")
+        config.add_cleanup(lambda: shutil.rmtree(os.environ.pop(CPU_LOCK_DIR_ENV), True))
+
+
+# The files whose tests start many whole runs, the heaviest first.  pytest-xdist hands out
+# whole files (--dist loadfile) in collection order; starting the long ones first lets the
+# test processes finish together instead of one idling while the other runs a long file.
+HEAVY_FILES = (
+    "test_faults.py",
+    "test_cli.py",
+    "test_output_integrity.py",
+    "test_resume.py",
+    "test_run_inspection.py",
+    "test_bad_input.py",
+    "test_distributed_sweep.py",
+    "test_real_data_run.py",
+    "test_terminal.py",
+    "test_live_input.py",
+    "test_determinism.py",
+    "test_html_report.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: position for position, name in enumerate(HEAVY_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable within a file
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem):
+    """Tests run side by side in pytest-xdist's processes, except ``cpu_exclusive`` ones.
+
+    A test that measures the CPU share of a capped worker would measure the contention of
+    a test running next to it, not the cap.  Every test holds a shared lock while it runs
+    (setup, call and teardown); an exclusive test takes the lock alone.  A turnstile lock
+    that exclusive tests hold while they wait keeps new tests from starving them.
+    """
+    folder = os.environ.get(CPU_LOCK_DIR_ENV)
+    if folder is None:
+        yield
+        return
+    exclusive = item.get_closest_marker("cpu_exclusive") is not None
+    with (
+        open(Path(folder) / "turnstile", "a") as turnstile,
+        open(Path(folder) / "running", "a") as running,
+    ):
+        fcntl.flock(turnstile, fcntl.LOCK_EX)
+        if not exclusive:
+            fcntl.flock(turnstile, fcntl.LOCK_UN)
+        fcntl.flock(running, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        if exclusive:
+            fcntl.flock(turnstile, fcntl.LOCK_UN)
+        try:
+            yield
+        finally:
+            fcntl.flock(running, fcntl.LOCK_UN)
+
 
 # One well-formed raw row in the real table's formats (LeBron James' NBA2k20 row).
 BASE_ROW: dict[str, str] = {

@@ -64,6 +64,7 @@ def test_uncapped_worker_reports_the_operating_systems_accounting(sample_path):
     assert result.section["rows"] == 400
 
 
+@pytest.mark.cpu_exclusive
 def test_signal_duty_cycle_holds_the_cap(synth_source):
     config = EDGE.with_overrides(max_compute_units=0.3, cpu_cap_mechanism="signals")
     _, accounting = measure("streaming", synth_source, config)
@@ -73,6 +74,7 @@ def test_signal_duty_cycle_holds_the_cap(synth_source):
 
 
 @needs_cgroup
+@pytest.mark.cpu_exclusive
 def test_cgroup_quota_holds_the_cap(synth_source):
     config = EDGE.with_overrides(max_compute_units=0.3, cpu_cap_mechanism="cgroup")
     _, accounting = measure("streaming", synth_source, config)

@@ -272,6 +272,7 @@ def test_scripted_breach_in_fit_pass_grows_back(monkeypatch):
 # --------------------------------------------------------------------------------------
 
 
+@pytest.mark.cpu_exclusive
 def test_compute_cap_lowers_measured_utilisation():
     config = BASE.with_overrides(chunk_size=32)
     full = run(config.with_overrides(max_compute_units=1.0)).section["compute"]

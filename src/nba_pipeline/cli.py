@@ -217,10 +217,17 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
 
 
 def run_command(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    if config.isolate_runs:
+        # The fork server imports and warms up the worker modules; launched now, that work
+        # overlaps with this process's own imports and checks below.
+        from .isolation import start_fork_server
+
+        start_fork_server(wait=False)
+
     from .live import STDIN, is_stdin
     from .runner import PipelineRunner
 
-    config = config_from_args(args)
     if config.engine == "dask":
         if args.mode != "batch":
             raise ConfigError(

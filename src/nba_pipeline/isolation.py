@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import resource
 import signal
@@ -209,9 +210,17 @@ class _KernelLimits:
 _STARTING = threading.Lock()
 
 
-def start_fork_server() -> None:
+def start_fork_server(wait: bool = True) -> None:
     """Start this process's fork server and wait until it has imported and warmed up the
-    worker modules (a few seconds), by forking one worker that does nothing."""
+    worker modules (a second or two), by forking one worker that does nothing.
+
+    With ``wait=False`` the server is only launched: it warms up while this process goes on
+    with other work, and the first worker forked waits for it.
+    """
+    if not wait:
+        with _main_module_hidden():
+            multiprocessing.forkserver.ensure_running()
+        return
     worker = _CONTEXT.Process(target=time.sleep, args=(0,), daemon=True)
     with _main_module_hidden():
         worker.start()
