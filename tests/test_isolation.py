@@ -59,6 +59,9 @@ def test_uncapped_worker_reports_the_operating_systems_accounting(sample_path):
     assert accounting["isolation"].startswith("fresh worker process")
     assert accounting["cpu_mechanism"] == "none (cap 1.0)"
     assert accounting["user_s"] > 0
+    # CPU and wall time cover the same interval, so a worker pinned to its cores can never
+    # show more than their whole time (a few milliseconds of clock granularity aside).
+    assert 0 < accounting["measured_cpu_utilization"] <= 1.02
     assert 0 < accounting["baseline_rss_mb"] <= accounting["peak_rss_mb"]
     assert result.section["worker"] is accounting
     assert result.section["rows"] == 400
