@@ -77,6 +77,7 @@ def main() -> int:
     worker = report["streaming"]["worker"]
     total_cpu = sum(cpu_by_pid.values())
     print(f"rows {args.rows}, cap {args.cap}")
+    print(f"mechanism: {report['streaming']['worker']['cpu_mechanism']}")
     print(
         f"report:  worker utilisation {worker['measured_cpu_utilization']:.3f} "
         f"({worker['user_s'] + worker['system_s']:.1f} CPU s over {worker['wall_s']:.1f} s)"

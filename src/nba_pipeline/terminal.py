@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -39,6 +40,10 @@ def configure_logging(verbose: bool, quiet: bool, log_format: str) -> None:
     root.setLevel(level)
     if not verbose:
         logging.getLogger("matplotlib").setLevel(logging.WARNING)
+        # Dask sets up its own loggers when it is first imported (here or in a worker
+        # process, which inherits the environment): its clusters' start and stop are not
+        # news to a user of this program.
+        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
 
 
 class ProgressBars:

@@ -262,6 +262,7 @@ def _local_cluster(n_workers: int):
             # on a free port of 127.0.0.1 instead of 8787, which another cluster may hold.
             scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
             memory_limit=0,  # each measured run enforces its own budget
+            silence_logs=logging.WARNING,  # the cluster's start and stop are not news
         )
     try:
         yield cluster
