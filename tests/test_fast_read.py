@@ -18,15 +18,18 @@ import pyarrow as pa
 import pytest
 
 from nba_pipeline import batch as batch_module
-from nba_pipeline import ingestion
+from nba_pipeline import ingestion, quality
 from nba_pipeline.batch import read_and_clean
 from nba_pipeline.cleaning import clean
+from nba_pipeline.config import PipelineConfig
+from nba_pipeline.errors import InputDataError, QuarantineLimitError
 from nba_pipeline.ingestion import InputSource, read_table, read_table_exact
 from nba_pipeline.synth import sample_dataset_path
 
 LINES = sample_dataset_path().read_bytes().splitlines(keepends=True)
 HEADER, ROWS = LINES[0], LINES[1:]
 BAD_HEIGHT = ROWS[0].replace(b"6-9 / 2.06", b"6 ft 9")
+CHECK_CONFIG = PipelineConfig(max_quarantine_ratio=1.0)
 MANY = 3_000  # above the size the record reader parses with the standard library
 
 
@@ -145,3 +148,20 @@ def test_inputs_the_fast_path_cannot_number_fall_back(tmp_path, name):
     file.write_bytes(VARIANTS[name])
     with pytest.raises(ingestion.FastReadUnavailable):
         list(ingestion.iter_table_blocks(InputSource.from_path(file)))
+
+
+def test_the_input_check_counts_alike_with_either_reader(path, monkeypatch):
+    def check():
+        try:
+            found = quality.check_input(InputSource.from_path(path), CHECK_CONFIG)
+        except (InputDataError, QuarantineLimitError) as refused:
+            return str(refused)
+        return (found.rows, found.quarantined, found.train, found.first_reasons)
+
+    fast = check()
+
+    def unavailable(*_args, **_kwargs):
+        raise ingestion.FastReadUnavailable("forced for the comparison")
+
+    monkeypatch.setattr(quality, "iter_table_blocks", unavailable)
+    assert fast == check()

@@ -5,11 +5,12 @@ Outlier rates use the IQR fences fitted on the training rows.  Drift compares tw
 samples of the derived (not yet imputed) features: training rows against held-out rows, and
 the NBA2k20 season against NBA2k21.
 
-:func:`check_input` reads and cleans the whole input once, in bounded chunks, before any
-measured run, so that an input the pipeline cannot use (no data rows, too many quarantined
-rows, no training or no held-out rows) stops the run with a message saying what to do,
-rather than failing inside a worker.  :func:`verify_row_accounting` checks at the end of a
-run that every row read was either processed or quarantined, in every mode.
+:func:`check_input` reads and cleans the whole input once, in bounded blocks (Arrow's reader
+for UTF-8 files, the record reader otherwise), before any measured run, so that an input the
+pipeline cannot use (no data rows, too many quarantined rows, no training or no held-out
+rows) stops the run with a message saying what to do, rather than failing inside a worker.
+:func:`verify_row_accounting` checks at the end of a run that every row read was either
+processed or quarantined, in every mode.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from .batch import BatchResult
-from .cleaning import clean, parse_salary
+from .cleaning import USED_COLUMNS, clean, parse_salary
 from .config import PipelineConfig
 from .errors import (
     InputChangedError,
@@ -31,7 +32,17 @@ from .errors import (
     RowAccountingError,
 )
 from .features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
-from .ingestion import RECORD_ERROR, ChunkReader, InputSource, parse_chunk, read_table, sha256_of
+from .ingestion import (
+    RECORD_ERROR,
+    ChunkReader,
+    FastReadUnavailable,
+    InputSource,
+    ParsedChunk,
+    iter_table_blocks,
+    parse_chunk,
+    read_table,
+    sha256_of,
+)
 from .splitting import is_training_row
 from .transform import outlier_flags
 from .validation import (
@@ -48,6 +59,8 @@ logger = logging.getLogger(__name__)
 QUARANTINE_EXAMPLES = 20
 QUARANTINE_COLUMNS = ("line", "reason", "raw")
 CHECK_CHUNK_ROWS = 65_536
+# Text per block when Arrow reads the input for the check: bounded, like the record reader.
+CHECK_BLOCK_BYTES = 8 << 20
 REASONS_SHOWN = 3
 
 
@@ -82,24 +95,20 @@ def check_input(source: InputSource, config: PipelineConfig) -> InputCheck:
     a usable training or held-out row, and :class:`QuarantineLimitError` when more than
     ``config.max_quarantine_ratio`` of the rows would be quarantined.
     """
-    rows = quarantined = train = 0
-    reasons: list[tuple[int, str]] = []
     with ChunkReader(source) as reader:
         columns = reader.columns
-        while True:
-            raw = reader.take(CHECK_CHUNK_ROWS)
-            if not len(raw):
-                break
-            parsed = parse_chunk(reader.header, raw, columns)
-            cleaned = clean(parsed.table, parsed.line_numbers, parsed.records)
-            rows += len(parsed)
-            quarantined += len(cleaned.quarantine)
-            names = cleaned.columns["full_name"]
-            train += int(is_training_row(names, config.random_seed, config.test_fraction).sum())
-            for line, reason in cleaned.quarantine[["line", "reason"]].itertuples(index=False):
-                if len(reasons) >= REASONS_SHOWN:
-                    break
-                reasons.append((int(line), str(reason)))
+    try:
+        tally = _InputTally(config)
+        for parsed in iter_table_blocks(
+            source, CHECK_BLOCK_BYTES, dictionary=True, only=USED_COLUMNS
+        ):
+            tally.add(parsed)
+    except FastReadUnavailable as reason:
+        logger.debug("input check: record reader (%s)", reason)
+        tally = _InputTally(config)
+        for parsed in _record_chunks(source):
+            tally.add(parsed)
+    rows, quarantined, train, reasons = tally.rows, tally.quarantined, tally.train, tally.reasons
     known = set(REQUIRED_COLUMNS) | set(OPTIONAL_COLUMNS)
     check = InputCheck(
         source=source,
@@ -136,6 +145,37 @@ def check_input(source: InputSource, config: PipelineConfig) -> InputCheck:
         check.held_out,
     )
     return check
+
+
+class _InputTally:
+    """Rows, quarantined rows, training rows and the first reasons, chunk by chunk."""
+
+    def __init__(self, config: PipelineConfig) -> None:
+        self.config = config
+        self.rows = self.quarantined = self.train = 0
+        self.reasons: list[tuple[int, str]] = []
+
+    def add(self, parsed: ParsedChunk) -> None:
+        cleaned = clean(parsed.table, parsed.line_numbers, parsed.records)
+        self.rows += len(parsed)
+        self.quarantined += len(cleaned.quarantine)
+        names = cleaned.columns["full_name"]
+        seed, fraction = self.config.random_seed, self.config.test_fraction
+        self.train += int(is_training_row(names, seed, fraction).sum())
+        for line, reason in cleaned.quarantine[["line", "reason"]].itertuples(index=False):
+            if len(self.reasons) >= REASONS_SHOWN:
+                break
+            self.reasons.append((int(line), str(reason)))
+
+
+def _record_chunks(source: InputSource):
+    """The input parsed chunk by chunk by the record reader (any encoding, any size)."""
+    with ChunkReader(source) as reader:
+        while True:
+            raw = reader.take(CHECK_CHUNK_ROWS)
+            if not len(raw):
+                return
+            yield parse_chunk(reader.header, raw, reader.columns)
 
 
 def _refuse_unusable(check: InputCheck, limit: float) -> None:
