@@ -14,6 +14,7 @@ import pytest
 
 from nba_pipeline.cgroups import create_worker_group
 from nba_pipeline.config import PipelineConfig
+from nba_pipeline.experiment import run_constraint_sweep
 from nba_pipeline.ingestion import InputSource
 from nba_pipeline.isolation import MeasuredRunFailed, measure
 from nba_pipeline.synth import write_synthetic_csv
@@ -124,3 +125,26 @@ def _group_dirs() -> set[Path]:
     # Only this process's groups: other pipeline processes on the machine have their own.
     pattern = f"nba-pipeline-{os.getpid()}-*"
     return {path for root in roots if root.is_dir() for path in root.rglob(pattern)}
+
+
+def test_a_sweep_runs_each_setting_alone_and_a_failed_one_is_a_row(sample_path):
+    config = EDGE.with_overrides(
+        sweep_chunk_sizes=[64],
+        sweep_memory_limits_mb=[20.0, 4096.0],
+        sweep_compute_limits=[0.5, 1.0],
+        memory_hard_limit_factor=None,
+    )
+    section = run_constraint_sweep(InputSource.from_path(sample_path), config)
+    failed, ran = section["settings"][:2], section["settings"][2:]
+
+    for row in failed:
+        assert "budget 20 MB is below the worker's baseline" in row["error"]
+        assert row["model_accuracy_r2"] is None and row["preprocessing_latency_s"] is None
+    assert [row["compute_limit"] for row in ran] == [0.5, 1.0]
+    assert all(row["error"] is None and row["measured_cpu_utilization"] > 0 for row in ran)
+    capped, uncapped = ran
+    assert uncapped["compute_mechanism"] == "none (cap 1.0)"
+    assert capped["compute_mechanism"] != uncapped["compute_mechanism"]
+    workers = [entry["worker"] for entry in section["log"][2:]]
+    assert all(w["isolation"].startswith("fresh worker process") for w in workers)
+    assert capped["compute_mechanism"] in section["enforcement"]["compute"]

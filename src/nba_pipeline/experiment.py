@@ -102,7 +102,7 @@ def run_constraint_sweep(
         "enforcement": {
             "memory": "RSS sampled after every operator; adaptive split-and-retry on breach; "
             "a budget below the worker's baseline fails the setting",
-            "compute": "SIGSTOP/SIGCONT of the worker by the parent process"
+            "compute": _compute_enforcement(rows)
             if config.isolate_runs
             else "duty-cycle sleep after each chunk and model update",
             "isolation": "each setting in a fresh worker process"
@@ -110,6 +110,14 @@ def run_constraint_sweep(
             else "settings run one after another in one process",
         },
     }
+
+
+def _compute_enforcement(rows: list[dict]) -> str:
+    """How the CPU caps of the settings that ran were applied, from the rows themselves."""
+    mechanisms = sorted({row["compute_mechanism"] for row in rows if row.get("compute_mechanism")})
+    if not mechanisms:
+        return "no setting ran"
+    return "as each setting's compute_mechanism says: " + "; ".join(mechanisms)
 
 
 def _failed_row(requested: dict, error: str, worker: str | None = None) -> dict:
