@@ -149,3 +149,24 @@ def test_the_lock_is_reentrant_and_released(tmp_path):
             assert (tmp_path / "out" / LOCK_NAME).read_text().strip() == str(os.getpid())
         assert (tmp_path / "out" / LOCK_NAME).exists()
     assert not (tmp_path / "out" / LOCK_NAME).exists()
+
+
+def test_a_finished_run_leaves_nothing_in_the_temporary_folder(tmp_path):
+    """Chunk logs, held-out spools and worker files are removed when the run ends, in the
+    command, its fork server (which warms up by running both modes) and every worker."""
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    template = tmp_path / "small.json"
+    template.write_text(json.dumps(SMALL_RUN))
+    done = subprocess.run(
+        [sys.executable, "-m", "nba_pipeline.cli", "run", "--config", str(template)]
+        + ["--output-dir", str(tmp_path / "out"), "--quiet"],
+        cwd=tmp_path,
+        env=dict(os.environ, TMPDIR=str(scratch), MPLBACKEND="Agg"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert sorted(path.name for path in scratch.iterdir()) == []

@@ -20,7 +20,10 @@ def _warm_up() -> None:
     source = head_source(InputSource.from_path(sample_dataset_path()), WARMUP_ROWS)
     config = PipelineConfig(chunk_size=32, batch_size=32, max_memory_mb=1e6)
     for mode in ("batch", "streaming"):
-        run_mode(mode, source, config, 1, {}, compute_enforced_outside=False)
+        result = run_mode(mode, source, config, 1, {}, compute_enforced_outside=False)
+    # Streaming leaves its chunk records in a temporary file for its caller to read (and
+    # remove); here the caller is the warm-up itself.
+    result.load_chunk_records()
 
 
 logging.getLogger(__name__).debug("warming up the worker modules")
