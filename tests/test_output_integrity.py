@@ -5,9 +5,11 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -151,11 +153,13 @@ def test_the_lock_is_reentrant_and_released(tmp_path):
     assert not (tmp_path / "out" / LOCK_NAME).exists()
 
 
-def test_a_finished_run_leaves_nothing_in_the_temporary_folder(tmp_path):
+def test_a_finished_run_leaves_nothing_in_the_temporary_folder(tmp_path, request):
     """Chunk logs, held-out spools and worker files are removed when the run ends, in the
     command, its fork server (which warms up by running both modes) and every worker."""
-    scratch = tmp_path / "scratch"
-    scratch.mkdir()
+    # Not under tmp_path: the fork server's Unix socket goes in this folder, and its path
+    # must stay short.
+    scratch = Path(tempfile.mkdtemp(prefix="nbp-scratch-"))
+    request.addfinalizer(lambda: shutil.rmtree(scratch, ignore_errors=True))
     template = tmp_path / "small.json"
     template.write_text(json.dumps(SMALL_RUN))
     done = subprocess.run(
@@ -170,3 +174,20 @@ def test_a_finished_run_leaves_nothing_in_the_temporary_folder(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert sorted(path.name for path in scratch.iterdir()) == []
+
+
+def test_a_temporary_folder_too_long_for_a_socket_is_a_clear_error(tmp_path):
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "nba_pipeline.cli", "run", "--output-dir", str(tmp_path / "o")],
+        cwd=tmp_path,
+        env=dict(os.environ, TMPDIR=str(deep), MPLBACKEND="Agg"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "set TMPDIR to a shorter folder" in done.stderr
+    assert "Traceback" not in done.stderr

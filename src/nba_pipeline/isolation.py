@@ -23,6 +23,7 @@ import os
 import resource
 import signal
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -32,6 +33,7 @@ from dataclasses import dataclass, field
 import psutil
 
 from .config import PipelineConfig
+from .errors import PipelineError
 from .ingestion import InputSource
 
 logger = logging.getLogger(__name__)
@@ -217,14 +219,22 @@ def start_fork_server(wait: bool = True) -> None:
     With ``wait=False`` the server is only launched: it warms up while this process goes on
     with other work, and the first worker forked waits for it.
     """
-    if not wait:
+    try:
+        if not wait:
+            with _main_module_hidden():
+                multiprocessing.forkserver.ensure_running()
+            return
+        worker = _CONTEXT.Process(target=time.sleep, args=(0,), daemon=True)
         with _main_module_hidden():
-            multiprocessing.forkserver.ensure_running()
-        return
-    worker = _CONTEXT.Process(target=time.sleep, args=(0,), daemon=True)
-    with _main_module_hidden():
-        worker.start()
-    worker.join()
+            worker.start()
+        worker.join()
+    except OSError as exc:
+        folder = tempfile.gettempdir()
+        raise PipelineError(
+            f"cannot start the worker fork server ({exc}): its socket goes in the temporary "
+            f"folder {folder} ({len(folder)} characters), and a Unix socket's path must stay "
+            "under about 100; set TMPDIR to a shorter folder, or isolate_runs to false"
+        ) from None
 
 
 @contextlib.contextmanager
