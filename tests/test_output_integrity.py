@@ -162,15 +162,8 @@ def test_a_finished_run_leaves_nothing_in_the_temporary_folder(tmp_path, request
     request.addfinalizer(lambda: shutil.rmtree(scratch, ignore_errors=True))
     template = tmp_path / "small.json"
     template.write_text(json.dumps(SMALL_RUN))
-    done = subprocess.run(
-        [sys.executable, "-m", "nba_pipeline.cli", "run", "--config", str(template)]
-        + ["--output-dir", str(tmp_path / "out"), "--quiet"],
-        cwd=tmp_path,
-        env=dict(os.environ, TMPDIR=str(scratch), MPLBACKEND="Agg"),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    done = run_with_tmpdir(
+        tmp_path, scratch, "--config", str(template), "--output-dir", "out", "--quiet"
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert sorted(path.name for path in scratch.iterdir()) == []
@@ -179,15 +172,20 @@ def test_a_finished_run_leaves_nothing_in_the_temporary_folder(tmp_path, request
 def test_a_temporary_folder_too_long_for_a_socket_is_a_clear_error(tmp_path):
     deep = tmp_path / ("d" * 60) / ("e" * 60)
     deep.mkdir(parents=True)
-    done = subprocess.run(
-        [sys.executable, "-m", "nba_pipeline.cli", "run", "--output-dir", str(tmp_path / "o")],
-        cwd=tmp_path,
-        env=dict(os.environ, TMPDIR=str(deep), MPLBACKEND="Agg"),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = run_with_tmpdir(tmp_path, deep, "--output-dir", "out")
     assert done.returncode == 1
     assert "set TMPDIR to a shorter folder" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def run_with_tmpdir(cwd: Path, tmpdir: Path, *args: str) -> subprocess.CompletedProcess:
+    """``nba-pipeline run`` with ``TMPDIR`` pointing at ``tmpdir``."""
+    return subprocess.run(
+        [sys.executable, "-m", "nba_pipeline.cli", "run", *args],
+        cwd=cwd,
+        env=dict(os.environ, TMPDIR=str(tmpdir), MPLBACKEND="Agg"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
