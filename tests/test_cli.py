@@ -228,6 +228,38 @@ def test_verbose_shows_the_traceback(failing_runs):
     assert stderr.strip().splitlines()[-1].startswith("nba-pipeline: error: chunk_size")
 
 
+HEAVY_LIBRARIES = ("pandas", "scipy", "sklearn", "matplotlib", "dask")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--help"],
+        ["run", "--chunk-size", "0"],
+        ["run", "--config", "missing.json"],
+        ["verify", "missing-run"],
+        ["clean", "missing-run", "--intermediate"],
+    ],
+    ids=" ".join,
+)
+def test_help_errors_and_inspection_answer_without_the_heavy_libraries(tmp_path, argv):
+    # Each of these loads in a fraction of the time a run's libraries take to import.
+    code = (
+        "import sys\n"
+        "from nba_pipeline.cli import main\n"
+        "try:\n"
+        f"    code = main({argv!r})\n"
+        "except SystemExit as exit:\n"
+        "    code = exit.code\n"
+        f"loaded = sorted({{m.split('.')[0] for m in sys.modules}} & {set(HEAVY_LIBRARIES)!r})\n"
+        "print('loaded:', loaded, 'exit:', code, file=sys.stderr)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=_env(), capture_output=True, text=True
+    )
+    assert done.stderr.strip().splitlines()[-1].startswith("loaded: [] exit:"), done.stderr
+
+
 # --------------------------------------------------------------------------------------
 # Layering: defaults, then template or profile, then the flags given
 # --------------------------------------------------------------------------------------

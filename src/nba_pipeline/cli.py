@@ -18,7 +18,6 @@ from pathlib import Path
 
 from .config import ENGINES, PROFILE_NAMES, PipelineConfig
 from .errors import ConfigError, PipelineError
-from .ingestion import InputSource
 from .terminal import ProgressBars, configure_logging
 
 logger = logging.getLogger("nba_pipeline")
@@ -225,6 +224,7 @@ def run_command(args: argparse.Namespace) -> int:
 
         start_fork_server(wait=False)
 
+    from .ingestion import InputSource
     from .live import STDIN, is_stdin
     from .runner import PipelineRunner
 

@@ -8,7 +8,6 @@ import logging
 import os
 from pathlib import Path
 
-from ..significance import SIGNIFICANCE_LEVEL, permutation_pvalue
 from .common import (
     RunDirectoryError,
     file_digest,
@@ -62,6 +61,10 @@ def compare_runs(run_a: str | Path, run_b: str | Path, seed: int = 0) -> dict:
 
     Raises :class:`RunDirectoryError` when a path is not a readable run directory.
     """
+    # scipy (behind the significance tests) is imported here, not at module level, so that
+    # verify and clean, which share this package, start quickly.
+    from ..significance import SIGNIFICANCE_LEVEL
+
     root_a, root_b = run_directory(run_a), run_directory(run_b)
     report_a, report_b = load_report(root_a), load_report(root_b)
 
@@ -138,6 +141,8 @@ def _compare_metric(
             "both runs" if not runs_a and not runs_b else "run a" if not runs_a else "run b"
         )
         return result
+    from ..significance import SIGNIFICANCE_LEVEL, permutation_pvalue
+
     try:
         test = permutation_pvalue(runs_a, runs_b, seed)
     except ValueError as exc:
