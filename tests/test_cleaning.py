@@ -23,6 +23,7 @@ from nba_pipeline.cleaning import (
     METRES_PER_INCH,
     UNDRAFTED_PICK,
     CleanedChunk,
+    ParsedValues,
     clean,
     days_from_civil,
     fill_team,
@@ -415,3 +416,61 @@ def test_every_row_of_the_real_table_is_clean(real_data_path):
     assert len(cleaned) == 439
     # The real table's whole-kilogram form, e.g. Klay Thompson's '205 lbs. / 93 kg.'.
     assert 93.0 in cleaned.columns["weight_kg"]
+
+
+# --------------------------------------------------------------------------------------
+# Values remembered across the chunks of a stream
+# --------------------------------------------------------------------------------------
+
+CHUNKS = (
+    [{"height": "6-9 / 2.06", "rating": "97", "team": ""}, {"height": "6-7", "rating": "88"}],
+    # Values seen before, a new value, a bad one, an empty one and a new team.
+    [
+        {"height": "6-7", "rating": "97"},
+        {"height": "6-9 / 2.06", "rating": "75", "team": "Utah Jazz"},
+        {"height": "tall", "rating": "88"},
+        {"height": "", "rating": "97x"},
+    ],
+    [{"height": "6-7", "rating": "88", "team": "Utah Jazz"}],
+)
+
+
+def clean_chunks(raw_csv, parsed_values: ParsedValues | None) -> list[CleanedChunk]:
+    cleaned = []
+    for index, rows in enumerate(CHUNKS):
+        parsed = read_table(InputSource.from_path(raw_csv(rows, name=f"chunk{index}.csv")))
+        cleaned.append(clean(parsed.table, parsed.line_numbers, parsed.records, parsed_values))
+    return cleaned
+
+
+def assert_same_cleaning(got: CleanedChunk, expected: CleanedChunk) -> None:
+    assert got.columns.keys() == expected.columns.keys()
+    for name, values in expected.columns.items():
+        if isinstance(values, pa.Array):
+            assert got.columns[name].to_pylist() == values.to_pylist(), name
+        else:
+            np.testing.assert_array_equal(got.columns[name], values, err_msg=name)
+    assert got.quarantine.to_dict("records") == expected.quarantine.to_dict("records")
+
+
+def test_remembered_values_clean_every_chunk_as_parsing_it_would(raw_csv):
+    parsed_values = ParsedValues()
+    remembered = clean_chunks(raw_csv, parsed_values)
+    for got, expected in zip(remembered, clean_chunks(raw_csv, None), strict=True):
+        assert_same_cleaning(got, expected)
+    assert list(remembered[1].quarantine["reason"]) == [
+        f"height: value 'tall' is not {FORMATS['height']}",
+        f"rating: value '97x' is not {FORMATS['rating']}",
+    ]
+    assert parsed_values.remembered("height") == 4  # '6-9 / 2.06', '6-7', 'tall' and ''
+    assert parsed_values.remembered("salary") == 0  # one value per player: never kept
+
+
+def test_a_column_with_too_many_values_is_parsed_every_time(raw_csv):
+    parsed_values = ParsedValues()
+    parsed_values.MAX_VALUES = 2
+    remembered = clean_chunks(raw_csv, parsed_values)
+    for got, expected in zip(remembered, clean_chunks(raw_csv, None), strict=True):
+        assert_same_cleaning(got, expected)
+    assert parsed_values.remembered("height") == 2  # the first chunk's two; no more
+    assert parsed_values.remembered("rating") == 2

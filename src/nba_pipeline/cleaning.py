@@ -77,14 +77,21 @@ class CleanedChunk:
         return len(self.line_numbers)
 
 
-def clean(table: pa.Table, line_numbers: np.ndarray, records: Sequence[bytes]) -> CleanedChunk:
+def clean(
+    table: pa.Table,
+    line_numbers: np.ndarray,
+    records: Sequence[bytes],
+    cache: ParsedValues | None = None,
+) -> CleanedChunk:
     """Parse one chunk of raw rows (all strings) read from the given file lines.
 
     Columns are selected by name, so their order in the file does not matter and columns
     the pipeline does not know are ignored.  A column may be plain or dictionary-encoded
     strings; a column that repeats its values (most of them do: ratings, heights, teams,
     dates) is parsed once per distinct value and the results spread back to the rows, which
-    gives the same values as parsing every row.
+    gives the same values as parsing every row.  A stream of chunks passes one
+    :class:`ParsedValues` to every call, so that a value seen in an earlier chunk is not
+    parsed again.
     """
     record_error = None
     if RECORD_ERROR in table.column_names:
@@ -92,7 +99,7 @@ def clean(table: pa.Table, line_numbers: np.ndarray, records: Sequence[bytes]) -
         table = table.drop_columns([RECORD_ERROR])
     text = {name: _Text.of(table.column(name).combine_chunks()) for name in table.column_names}
     missing = {name: values.rows(_is_missing(values.values)) for name, values in text.items()}
-    columns = _parse_text_columns(text)
+    columns = _parse_text_columns(text, cache)
 
     problems = {
         raw: columns[parsed_name] for raw, parsed_name in _PARSED_FROM.items() if raw in text
@@ -204,6 +211,81 @@ def _plain(values: pa.Array) -> pa.Array:
     return values
 
 
+class ParsedValues:
+    """What the values of the few-valued columns parsed to, kept across the chunks of a stream.
+
+    Small chunks pay for every rule once per chunk (a regular expression is compiled per
+    call, for one); most columns of the table take a few dozen distinct values (ratings,
+    heights, weights, teams, draft rounds), so after the first chunks nearly every value has
+    been parsed before.  A column's values are looked up with one ``index_in`` call; only
+    values not seen yet are parsed, and those are remembered while the column holds at most
+    :attr:`MAX_VALUES`.  Every rule is a function of the value alone, so the results are the
+    ones parsing the chunk would give.  Names, salaries and birthdays (which also depend on
+    the game version) take too many values to be worth it and are always parsed.
+    """
+
+    COLUMNS = frozenset(
+        {
+            "rating",
+            "jersey",
+            "team",
+            "position",
+            "height",
+            "weight",
+            "country",
+            "draft_year",
+            "draft_round",
+            "draft_peak",
+            "version",
+        }
+    )
+    MAX_VALUES = 4_096
+
+    def __init__(self) -> None:
+        self._seen: dict[str, tuple[pa.Array, np.ndarray | pa.Array]] = {}
+
+    def remembered(self, name: str) -> int:
+        """How many distinct values of column ``name`` are remembered."""
+        seen = self._seen.get(name)
+        return 0 if seen is None else len(seen[0])
+
+    def parse(self, name: str, values: pa.Array, parse):
+        """``parse(values)``, from what earlier chunks' values parsed to where possible."""
+        if name not in self.COLUMNS:
+            return parse(values)
+        seen = self._seen.get(name)
+        if seen is not None:
+            positions = pc.index_in(values, value_set=seen[0])
+            if not positions.null_count:
+                return _pick(seen[1], positions.to_numpy())
+        parsed = parse(values)
+        self._remember(name, values, parsed, seen)
+        return parsed
+
+    def _remember(self, name: str, values: pa.Array, parsed, seen) -> None:
+        encoded = pc.dictionary_encode(values, null_encoding="encode")
+        first = np.unique(encoded.indices.to_numpy(zero_copy_only=False), return_index=True)[1]
+        keys, results = values.take(pa.array(first)), _pick(parsed, first)
+        if seen is not None:
+            new = ~pc.is_in(keys, value_set=seen[0]).to_numpy(zero_copy_only=False)
+            keys = pa.concat_arrays([seen[0], keys.filter(pa.array(new))])
+            results = _joined(seen[1], _pick(results, np.flatnonzero(new)))
+        if len(keys) <= self.MAX_VALUES:
+            self._seen[name] = (keys, results)
+
+
+def _pick(values: np.ndarray | pa.Array, positions: np.ndarray) -> np.ndarray | pa.Array:
+    if isinstance(values, np.ndarray):
+        return values[positions]
+    return values.take(pa.array(positions))
+
+
+def _joined(first: np.ndarray | pa.Array, second: np.ndarray | pa.Array):
+    if isinstance(first, np.ndarray):
+        return np.concatenate([first, second])
+    return pa.concat_arrays([first, second])
+
+
 # The raw columns cleaning reads; any other column of the input is ignored.
 USED_COLUMNS = (
     "full_name",
@@ -241,14 +323,21 @@ def parse_columns(text: dict[str, pa.Array]) -> dict[str, np.ndarray | pa.Array]
     return _parse_text_columns({name: _Text(_strings(v), None) for name, v in text.items()})
 
 
-def _parse_text_columns(text: dict[str, _Text]) -> dict[str, np.ndarray | pa.Array]:
+def _parse_text_columns(
+    text: dict[str, _Text], cache: ParsedValues | None = None
+) -> dict[str, np.ndarray | pa.Array]:
     """Every cleaning rule applied to trimmed raw columns, once per distinct value."""
 
+    def values(name: str, parse):
+        if cache is None:
+            return parse(text[name].values)
+        return cache.parse(name, text[name].values, parse)
+
     def number(name: str, parse) -> np.ndarray:
-        return text[name].rows(parse(text[name].values))
+        return text[name].rows(values(name, parse))
 
     def category(name: str, parse) -> pa.Array:
-        return text[name].rows_arrow(parse(text[name].values))
+        return text[name].rows_arrow(values(name, parse))
 
     version_year = number("version", parse_version)
     columns = {
@@ -446,7 +535,24 @@ def _is_missing_arrow(values: pa.Array) -> pa.Array:
 
 
 def _is_missing(values: pa.Array) -> np.ndarray:
-    return pc.fill_null(_is_missing_arrow(values), True).to_numpy(zero_copy_only=False)
+    """Whether each value is null or empty.
+
+    For strings this is read off the array's offsets (an empty value starts where the next
+    one does) instead of four kernel calls, which cost more than the test itself in a chunk
+    of a few dozen rows.
+    """
+    offset_type = _OFFSET_TYPES.get(values.type)
+    if offset_type is None or not len(values):
+        return pc.fill_null(_is_missing_arrow(values), True).to_numpy(zero_copy_only=False)
+    offsets = np.frombuffer(values.buffers()[1], dtype=offset_type)
+    offsets = offsets[values.offset : values.offset + len(values) + 1]
+    missing = offsets[1:] == offsets[:-1]
+    if values.null_count:
+        missing |= values.is_null().to_numpy(zero_copy_only=False)
+    return missing
+
+
+_OFFSET_TYPES = {pa.string(): np.int32, pa.large_string(): np.int64}
 
 
 def _take(values, keep: np.ndarray):

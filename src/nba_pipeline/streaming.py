@@ -29,6 +29,7 @@ from pathlib import Path
 import pandas as pd
 
 from .chunk_log import ChunkLog, read_chunk_log
+from .cleaning import ParsedValues
 from .config import PipelineConfig
 from .features import RollingSalary
 from .fit_state import FitAccumulator, FittedState
@@ -138,6 +139,7 @@ def run_streaming(
     by pass 2 instead of ``source``, which then holds only the rows pass 1 fits on.
     """
     budget = _Budget(config, compute_enforced_outside)
+    parsed_values = ParsedValues()  # both passes parse the same values
     clock, energy = CpuClock(), EnergyMeter()
     started = time.perf_counter()
 
@@ -149,7 +151,7 @@ def run_streaming(
         fit_s = journal.pass1["fit_s"]
         started = time.perf_counter() - fit_s
     else:
-        state, fit_stats = _fit_pass(source, config, budget)
+        state, fit_stats = _fit_pass(source, config, budget, parsed_values)
         fit_s = time.perf_counter() - started
         if journal is not None:
             journal.save_pass1(
@@ -161,7 +163,7 @@ def run_streaming(
                 }
             )
     stream = _TransformPass(
-        source, config, state, budget, spill_dir, keep_matrix, journal, started
+        source, config, state, budget, spill_dir, keep_matrix, journal, started, parsed_values
     )
     try:
         stream.run(reader)
@@ -232,7 +234,9 @@ def run_streaming(
     return result
 
 
-def _fit_pass(source: InputSource, config: PipelineConfig, budget: _Budget):
+def _fit_pass(
+    source: InputSource, config: PipelineConfig, budget: _Budget, parsed_values: ParsedValues
+):
     """Pass 1: accumulate the training statistics chunk by chunk."""
     accumulator = FitAccumulator()
     rolling = RollingSalary(config.rolling_window)
@@ -240,7 +244,12 @@ def _fit_pass(source: InputSource, config: PipelineConfig, budget: _Budget):
     def derive(frame: ParsedChunk):
         trial = rolling.copy()
         derived = derive_features(
-            frame, trial, config.random_seed, config.test_fraction, budget.watch.checkpoint
+            frame,
+            trial,
+            config.random_seed,
+            config.test_fraction,
+            budget.watch.checkpoint,
+            parsed_values,
         )
         return derived, trial
 
@@ -319,9 +328,19 @@ class _TransformPass:
     """Pass 2: transform every chunk with the fitted state and train the online model."""
 
     def __init__(
-        self, source, config, state, budget, spill_dir, keep_matrix, journal=None, started=None
+        self,
+        source,
+        config,
+        state,
+        budget,
+        spill_dir,
+        keep_matrix,
+        journal=None,
+        started=None,
+        parsed_values=None,
     ) -> None:
         self.source, self.config, self.state, self.budget = source, config, state, budget
+        self.parsed_values = ParsedValues() if parsed_values is None else parsed_values
         self.spill_dir, self.keep_matrix = spill_dir, keep_matrix
         self.model = OnlineSalaryModel(
             config.batch_size, state.target_mean, state.target_scale, config.random_seed
@@ -369,7 +388,12 @@ class _TransformPass:
             trial = self.rolling.copy()
             checkpoint = self.budget.watch.checkpoint
             derived = derive_features(
-                frame, trial, self.config.random_seed, self.config.test_fraction, checkpoint
+                frame,
+                trial,
+                self.config.random_seed,
+                self.config.test_fraction,
+                checkpoint,
+                self.parsed_values,
             )
             return transform_features(derived, self.state, checkpoint), trial
 

@@ -21,7 +21,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .cleaning import clean
+from .cleaning import ParsedValues, clean
 from .features import CATEGORICAL_FEATURES, NUMERIC_FEATURES, FeatureChunk, RollingSalary, derive
 from .fit_state import FittedState
 from .ingestion import ParsedChunk
@@ -77,10 +77,14 @@ def derive_features(
     seed: int,
     test_fraction: float,
     checkpoint: Checkpoint = _no_checkpoint,
+    parsed_values: ParsedValues | None = None,
 ) -> DerivedChunk:
-    """Run ``preprocess`` and the derivation half of ``feature_engineering``."""
+    """Run ``preprocess`` and the derivation half of ``feature_engineering``.
+
+    A stream passes the same ``parsed_values`` for all its chunks (see
+    :class:`~nba_pipeline.cleaning.ParsedValues`)."""
     started = time.perf_counter()
-    cleaned = clean(parsed.table, parsed.line_numbers, parsed.records)
+    cleaned = clean(parsed.table, parsed.line_numbers, parsed.records, parsed_values)
     is_train = is_training_row(cleaned.columns["full_name"], seed, test_fraction)
     preprocess_s = time.perf_counter() - started
     checkpoint("preprocess")
