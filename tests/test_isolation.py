@@ -7,6 +7,7 @@ may create groups (root with a writable cgroup hierarchy) and say so when they s
 
 from __future__ import annotations
 
+import gc
 import os
 from pathlib import Path
 
@@ -66,6 +67,25 @@ def test_uncapped_worker_reports_the_operating_systems_accounting(sample_path):
     assert 0 < accounting["baseline_rss_mb"] <= accounting["peak_rss_mb"]
     assert result.section["worker"] is accounting
     assert result.section["rows"] == 400
+
+
+def _send_frozen_count(sender) -> None:
+    sender.send(gc.get_freeze_count())
+
+
+def test_workers_start_with_the_preloaded_objects_frozen(sample_path):
+    # Frozen objects are skipped by every collection in the worker (and so never copied
+    # into its memory by one); the preload is some hundred thousand objects.
+    from nba_pipeline import isolation
+
+    measure("batch", InputSource.from_path(sample_path), EDGE)  # the fork server is up
+    receiver, sender = isolation._CONTEXT.Pipe(duplex=False)
+    worker = isolation._CONTEXT.Process(target=_send_frozen_count, args=(sender,))
+    worker.start()
+    sender.close()
+    frozen = receiver.recv()
+    worker.join()
+    assert frozen > 50_000
 
 
 @pytest.mark.cpu_exclusive
