@@ -81,7 +81,7 @@ def clean(
     table: pa.Table,
     line_numbers: np.ndarray,
     records: Sequence[bytes],
-    cache: ParsedValues | None = None,
+    parsed_values: ParsedValues | None = None,
 ) -> CleanedChunk:
     """Parse one chunk of raw rows (all strings) read from the given file lines.
 
@@ -99,7 +99,7 @@ def clean(
         table = table.drop_columns([RECORD_ERROR])
     text = {name: _Text.of(table.column(name).combine_chunks()) for name in table.column_names}
     missing = {name: values.rows(_is_missing(values.values)) for name, values in text.items()}
-    columns = _parse_text_columns(text, cache)
+    columns = _parse_text_columns(text, parsed_values)
 
     problems = {
         raw: columns[parsed_name] for raw, parsed_name in _PARSED_FROM.items() if raw in text
@@ -324,14 +324,14 @@ def parse_columns(text: dict[str, pa.Array]) -> dict[str, np.ndarray | pa.Array]
 
 
 def _parse_text_columns(
-    text: dict[str, _Text], cache: ParsedValues | None = None
+    text: dict[str, _Text], parsed_values: ParsedValues | None = None
 ) -> dict[str, np.ndarray | pa.Array]:
     """Every cleaning rule applied to trimmed raw columns, once per distinct value."""
 
     def values(name: str, parse):
-        if cache is None:
+        if parsed_values is None:
             return parse(text[name].values)
-        return cache.parse(name, text[name].values, parse)
+        return parsed_values.parse(name, text[name].values, parse)
 
     def number(name: str, parse) -> np.ndarray:
         return text[name].rows(values(name, parse))
