@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.linear_model import SGDRegressor
 
 from nba_pipeline import batch as batch_module
 from nba_pipeline.batch import run_batch
 from nba_pipeline.config import PipelineConfig
 from nba_pipeline.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 from nba_pipeline.ingestion import InputSource
-from nba_pipeline.models import SGDRegressor
 from nba_pipeline.splitting import is_training_row
 from nba_pipeline.streaming import run_streaming
 from nba_pipeline.synth import sample_dataset_path

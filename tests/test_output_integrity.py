@@ -84,18 +84,38 @@ def test_a_write_is_all_or_nothing(tmp_path, monkeypatch):
     assert json.loads(target.read_text()) == {"complete": True}
 
 
-@pytest.mark.parametrize("delay_s", [0.5, 1.5, 2.5, 4.0])
-def test_kill_during_a_run_leaves_only_complete_artifacts(tmp_path, delay_s):
-    process = start_run(tmp_path, "out")
-    time.sleep(delay_s)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    out = tmp_path / "out"
+KILL_DELAYS_S = (0.5, 1.5, 2.5, 4.0)
+
+
+@pytest.fixture(scope="module")
+def killed_runs(tmp_path_factory) -> dict[float, Path]:
+    """Runs killed 0.5, 1.5, 2.5 and 4 s after they started (in start-up, the main runs,
+    the benchmark, the sweep or the artifacts), one after another so that each gets as far
+    as a run on its own would."""
+    killed = {}
+    for delay_s in KILL_DELAYS_S:
+        cwd = tmp_path_factory.mktemp(f"killed-{delay_s}")
+        process = start_run(cwd, "out")
+        time.sleep(delay_s)
+        process.send_signal(signal.SIGKILL)
+        process.communicate()
+        killed[delay_s] = cwd / "out"
+    return killed
+
+
+@pytest.mark.parametrize("delay_s", KILL_DELAYS_S)
+def test_kill_during_a_run_leaves_only_complete_artifacts(killed_runs, delay_s):
+    out = killed_runs[delay_s]
     if out.exists():
         assert_every_artifact_complete(out)
 
-    # The killed run's lock is stale: the next run takes it over and completes.
-    rerun = start_run(tmp_path, "out")
+
+def test_the_next_run_into_a_killed_runs_directory_completes(killed_runs):
+    # The latest run killed while holding its lock: the lock is stale, and the rerun takes
+    # it over.
+    held = [out for out in killed_runs.values() if (out / LOCK_NAME).exists()]
+    out = held[-1] if held else killed_runs[KILL_DELAYS_S[-1]]
+    rerun = start_run(out.parent, "out")
     _, stderr = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, stderr
     assert_every_artifact_complete(out)

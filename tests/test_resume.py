@@ -107,7 +107,7 @@ def _run_and_kill(args: list[str], out: Path, cwd: Path, committed: int) -> int:
                 break
             if process.poll() is not None:
                 pytest.fail(f"the run ended before {committed} chunks were journalled")
-            time.sleep(0.0005)
+            time.sleep(0.002)
         else:
             pytest.fail("timed out waiting for the journal")
     finally:

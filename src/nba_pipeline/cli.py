@@ -215,18 +215,19 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
     )
 
 
-def run_command(args: argparse.Namespace) -> int:
-    config = config_from_args(args)
-    if config.isolate_runs:
-        # The fork server imports and warms up the worker modules; launched now, that work
-        # overlaps with this process's own imports and checks below.
-        from .isolation import start_fork_server
+def _names_a_missing_file(args: argparse.Namespace, config: PipelineConfig) -> bool:
+    """Whether ``--input`` names one file that is not there (checked without importing the
+    readers; :func:`_input_of` then says so in full)."""
+    if args.input is None or config.engine == "dask" or str(args.input) == "-":
+        return False
+    return not Path(args.input).exists()
 
-        start_fork_server(wait=False)
 
+def _input_of(args: argparse.Namespace, config: PipelineConfig):
+    """The run's input: a Dask glob or folder, standard input, a file that exists, or None
+    for the packaged sample."""
     from .ingestion import InputSource
     from .live import STDIN, is_stdin
-    from .runner import PipelineRunner
 
     if config.engine == "dask":
         if args.mode != "batch":
@@ -234,11 +235,14 @@ def run_command(args: argparse.Namespace) -> int:
                 f"--engine dask runs batch mode only; use --mode batch, not --mode {args.mode}"
             )
         # A glob, a directory or a file: resolved (and checked) by the Dask batch engine.
-        data = str(args.input) if args.input is not None else None
-    elif is_stdin(args.input):
-        data = STDIN  # live input: rows are read from standard input as they arrive
-    else:
-        data = InputSource.from_path(args.input).path if args.input is not None else None
+        return str(args.input) if args.input is not None else None
+    if is_stdin(args.input):
+        return STDIN  # live input: rows are read from standard input as they arrive
+    return InputSource.from_path(args.input).path if args.input is not None else None
+
+
+def run_command(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
     resume = getattr(args, "resume", False)
     if resume and args.mode == "batch":
         raise ConfigError(
@@ -246,6 +250,17 @@ def run_command(args: argparse.Namespace) -> int:
         )
     if resume and str(args.input) == "-":
         raise ConfigError("--resume needs a file --input: standard input cannot be read again")
+    if config.isolate_runs and not _names_a_missing_file(args, config):
+        # The fork server imports and warms up the worker modules; launched now, that work
+        # overlaps with this process's own imports and checks below.  A run stopped by its
+        # settings or a missing input file never needs a worker, nor this work.
+        from .isolation import start_fork_server
+
+        start_fork_server(wait=False)
+
+    data = _input_of(args, config)
+    from .runner import PipelineRunner
+
     bars = ProgressBars.for_terminal(args.quiet)
     runner = PipelineRunner(config, progress=bars, resume=resume)
     started = time.perf_counter()
