@@ -25,7 +25,7 @@ from .config import PipelineConfig
 from .features import RollingSalary, derive
 from .fit_state import FitAccumulator, FittedState
 from .ingestion import FastReadUnavailable, InputSource, iter_table_blocks, read_table_exact
-from .models import coefficients, fit_batch_model, score
+from .models import coefficients, fit_batch_model, load_models, score
 from .resources import (
     CpuClock,
     DutyCycleThrottle,
@@ -56,6 +56,7 @@ def run_batch(
     ``compute_enforced_outside`` says that a parent process applies the CPU cap, so the run
     must not pause by itself.
     """
+    load_models()
     # Large freed blocks go straight back to the kernel: the phases below free hundreds of
     # megabytes that would otherwise stay in the heap and add up with the next phase's.
     return_freed_blocks_promptly()

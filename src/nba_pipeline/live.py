@@ -57,6 +57,7 @@ from .ingestion import (
     parse_chunk,
     require_columns,
 )
+from .models import load_models
 from .splitting import is_training_row
 from .streaming import StreamingResult, run_streaming
 from .validation import REQUIRED_COLUMNS
@@ -299,6 +300,7 @@ def run_live(
             "convert the feed (for example with iconv) or write it to a file first"
         )
     spool_path.parent.mkdir(parents=True, exist_ok=True)
+    load_models()  # before the first row is read: the feed is answered as it arrives
     started = time.perf_counter()
     with spool_path.open("wb") as spool:
         feed = StdinFeed(fd, spool)

@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 logger = logging.getLogger(__name__)
 
@@ -184,6 +183,8 @@ def _percentile_interval(values: np.ndarray, seed: int, confidence: float) -> di
     """Return ``ci_low``, ``ci_high`` and a note from a seeded percentile bootstrap."""
     # Percentile rather than BCa: BCa's jackknife acceleration is undefined or unstable for
     # the 2-5 runs a benchmark typically has.
+    from scipy import stats  # imported when first used: a second of start-up
+
     result = stats.bootstrap(
         (values,),
         np.mean,
@@ -227,6 +228,8 @@ def _run_permutation_test(x: np.ndarray, y: np.ndarray, seed: int, exact: bool) 
     """Return the two-sided p-value, enumerating every relabeling when ``exact``."""
     if min(x.size, y.size) < 2:
         return _single_observation_test(x, y, seed, exact)
+    from scipy import stats
+
     result = stats.permutation_test(
         (x, y),
         _mean_difference,
@@ -253,6 +256,8 @@ def _single_observation_test(x: np.ndarray, y: np.ndarray, seed: int, exact: boo
     def statistic(values: np.ndarray, axis: int = -1) -> np.ndarray:
         values = np.moveaxis(values, axis, -1)
         return _mean_difference(values[..., :split], values[..., split:])
+
+    from scipy import stats
 
     result = stats.permutation_test(
         (pooled,),

@@ -35,7 +35,7 @@ from .features import RollingSalary
 from .fit_state import FitAccumulator, FittedState
 from .heldout import HeldOutSpool
 from .ingestion import ChunkReader, InputSource, ParsedChunk, RawChunk, parse_chunk
-from .models import OnlineSalaryModel, score
+from .models import OnlineSalaryModel, load_models, score
 from .resources import (
     CpuClock,
     DutyCycleThrottle,
@@ -138,6 +138,7 @@ def run_streaming(
     that journal committed.  ``reader`` (live input, see :mod:`nba_pipeline.live`) is read
     by pass 2 instead of ``source``, which then holds only the rows pass 1 fits on.
     """
+    load_models()
     budget = _Budget(config, compute_enforced_outside)
     parsed_values = ParsedValues()  # both passes parse the same values
     clock, energy = CpuClock(), EnergyMeter()

@@ -18,7 +18,6 @@ from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 logger = logging.getLogger(__name__)
 
@@ -294,6 +293,8 @@ def numeric_drift(reference: pd.Series, current: pd.Series) -> dict:
             f"reference has {len(ref)}, current has {len(cur)}"
         )
         return result
+    from scipy import stats  # imported when first used: a second of start-up
+
     test = stats.ks_2samp(ref, cur)
     result["statistic"] = float(test.statistic)
     result["pvalue"] = float(test.pvalue)

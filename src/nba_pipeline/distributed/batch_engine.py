@@ -47,7 +47,7 @@ from ..errors import InputChangedError, InputDataError, PipelineError
 from ..features import NUMERIC_FEATURES, OUTLIER_FEATURES, RollingSalary
 from ..fit_state import FitAccumulator, FittedState
 from ..ingestion import InputSource
-from ..models import coefficients, fit_batch_model, score
+from ..models import coefficients, fit_batch_model, load_models, score
 from ..quality import InputCheck, _refuse_unusable
 from ..resources import CpuClock, MemoryWatch
 from ..transform import OPERATORS, DerivedChunk, derive_features, transform_features
@@ -172,6 +172,7 @@ def run_dask_batch(
     pattern: str | Path, config: PipelineConfig, output_dir: str | Path
 ) -> DaskBatchResult:
     """Batch mode over the files ``pattern`` matches, on a Dask cluster (see the module)."""
+    load_models()  # the model is fitted here, in the client, after the clock starts
     partitions = resolve_inputs(pattern, config.encoding)
     header = _checked_header(partitions)
     features_dir = _features_dir(Path(output_dir))
