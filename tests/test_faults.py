@@ -50,8 +50,12 @@ def _env() -> dict[str, str]:
 
 
 def cli(*args: str, cwd: Path, **options) -> subprocess.CompletedProcess:
+    return run_command([*NBA_PIPELINE, *args], cwd=cwd, **options)
+
+
+def run_command(command: list[str], cwd: Path, **options) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [*NBA_PIPELINE, *args],
+        command,
         cwd=cwd,
         env=_env(),
         capture_output=True,
@@ -329,16 +333,8 @@ def test_concurrent_runs_into_different_directories_all_complete(tmp_path):
     # Each run does its work in its own process (no fork server and measured workers): the
     # load is twenty whole runs writing side by side, not sixty processes at once.
     config = write_config(tmp_path / "small.json", isolate_runs=False)
-    launched = subprocess.run(
-        [sys.executable, "-c", FORKING_LAUNCHER, str(tmp_path), str(config)]
-        + [str(CONCURRENT_RUNS)],
-        cwd=tmp_path,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_S,
-        check=False,
-    )
+    launcher = [sys.executable, "-c", FORKING_LAUNCHER, str(tmp_path), str(config)]
+    launched = run_command([*launcher, str(CONCURRENT_RUNS)], cwd=tmp_path)
     assert launched.returncode == 0, launched.stderr[-3000:]
     codes = json.loads(launched.stdout.strip().splitlines()[-1])
     assert len(codes) == CONCURRENT_RUNS
