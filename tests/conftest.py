@@ -11,7 +11,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -263,6 +263,82 @@ def check_artifacts_tool() -> Callable[..., str]:
 def write_csv() -> Callable[[Path, Iterable[Mapping[str, str]]], Path]:
     """The writer behind ``raw_csv``, for fixtures with a wider scope than one test."""
     return write_raw_csv
+
+
+# --------------------------------------------------------------------------------------
+# Many command-line runs at once, forked from one process that has imported the package
+# --------------------------------------------------------------------------------------
+
+# The children are forked after the imports, as the pipeline's own fork server forks its
+# workers: a dozen runs side by side without a dozen times the few CPU seconds of imports,
+# which none of the tests that start them is about.  Each child changes to its folder,
+# writes its stdout and stderr to its own files, runs the command's main() and exits with
+# the code the console script would exit with.
+FORKING_LAUNCHER = """
+import json, os, sys, traceback
+import matplotlib.figure, scipy.stats, sklearn.linear_model, sklearn.metrics  # noqa: F401
+import nba_pipeline.plots, nba_pipeline.runner  # noqa: F401
+from nba_pipeline.cli import main
+
+children = []
+for run in json.load(sys.stdin):
+    pid = os.fork()
+    if pid == 0:
+        code = 70
+        try:
+            os.chdir(run["cwd"])
+            for fd, name in ((1, "stdout"), (2, "stderr")):
+                os.dup2(os.open(run[name], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), fd)
+            code = main(run["argv"])
+        except SystemExit as exc:  # argparse's usage errors
+            code = exc.code if isinstance(exc.code, int) else 1
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    children.append(pid)
+print(json.dumps([os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in children]))
+"""
+
+
+def run_forked_commands(
+    runs: Sequence[tuple[Sequence[str], Path]], env: Mapping[str, str], timeout: float = 600
+) -> list[subprocess.CompletedProcess]:
+    """Run ``nba-pipeline ARGV`` in each folder, all at once, each in a forked process.
+
+    ``runs`` holds (arguments after ``nba-pipeline``, working folder) pairs; the result of
+    each has its exit code, stdout and stderr, in the same order.
+    """
+    spec = []
+    for index, (argv, cwd) in enumerate(runs):
+        logs = {name: str(Path(cwd) / f".forked-{index}.{name}") for name in ("stdout", "stderr")}
+        spec.append({"argv": [str(arg) for arg in argv], "cwd": str(cwd), **logs})
+    launched = subprocess.run(
+        [sys.executable, "-c", FORKING_LAUNCHER],
+        input=json.dumps(spec),
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    codes = json.loads(launched.stdout.strip().splitlines()[-1])
+    results = []
+    for run, code in zip(spec, codes, strict=True):
+        stdout, stderr = (
+            Path(run[name]).read_text(encoding="utf-8") for name in ("stdout", "stderr")
+        )
+        results.append(subprocess.CompletedProcess(run["argv"], code, stdout, stderr))
+    return results
+
+
+@pytest.fixture(scope="session")
+def forked_cli() -> Callable[..., list[subprocess.CompletedProcess]]:
+    """:func:`run_forked_commands`, for tests and fixtures of any scope."""
+    return run_forked_commands
 
 
 # --------------------------------------------------------------------------------------

@@ -594,29 +594,22 @@ CLI_CASES = {
 
 
 @pytest.fixture(scope="module")
-def cli_runs(tmp_path_factory) -> dict:
-    """Every command-line case of this module, started together."""
+def cli_runs(tmp_path_factory, forked_cli) -> dict:
+    """Every command-line case of this module, started together (forked from one process
+    that has imported the package, each running the command's main())."""
     env = dict(os.environ, MPLBACKEND="Agg", PYTHONDONTWRITEBYTECODE="1")
-    started = {}
+    runs = {}
     for name, (make_args, _) in CLI_CASES.items():
         tmp = tmp_path_factory.mktemp("cli")
         args = ["run", *make_args(tmp), "--output-dir", str(tmp / "out")]
         if "--verbose" not in args:
             args.append("--quiet")
-        process = subprocess.Popen(
-            [*NBA_PIPELINE, *args],
-            cwd=tmp,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        started[name] = (process, tmp)
-    results = {}
-    for name, (process, tmp) in started.items():
-        stdout, stderr = process.communicate(timeout=TIMEOUT_S)
-        results[name] = (process.returncode, stdout, stderr, tmp / "out")
-    return results
+        runs[name] = (args, tmp)
+    done = forked_cli(list(runs.values()), env, TIMEOUT_S)
+    return {
+        name: (result.returncode, result.stdout, result.stderr, tmp / "out")
+        for (name, (_, tmp)), result in zip(runs.items(), done, strict=True)
+    }
 
 
 def error_line(result) -> str:

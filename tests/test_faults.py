@@ -5,7 +5,8 @@ Each fault is produced for real where this machine allows it (a small tmpfs when
 run as root and may mount, a file-size limit otherwise) and the test says so when it is
 skipped.  Every run here is a real ``nba-pipeline`` process, apart from one in-process run
 that changes its input from the progress callback; the twenty concurrent runs are processes
-forked from one that has imported the package, each running the command's ``main()``.
+forked from one that has imported the package, each running the command's ``main()`` (see
+``run_forked_commands`` in conftest.py).
 """
 
 from __future__ import annotations
@@ -50,12 +51,8 @@ def _env() -> dict[str, str]:
 
 
 def cli(*args: str, cwd: Path, **options) -> subprocess.CompletedProcess:
-    return run_command([*NBA_PIPELINE, *args], cwd=cwd, **options)
-
-
-def run_command(command: list[str], cwd: Path, **options) -> subprocess.CompletedProcess:
     return subprocess.run(
-        command,
+        [*NBA_PIPELINE, *args],
         cwd=cwd,
         env=_env(),
         capture_output=True,
@@ -294,56 +291,20 @@ def test_input_changed_during_a_cli_run_exits_6(tmp_path):
 # --------------------------------------------------------------------------------------
 
 
-# Forks the runs from one process that has imported what a run needs, as the pipeline's own
-# fork server forks its workers: twenty runs side by side without twenty times a few CPU
-# seconds of imports, which is not what this test is about.  Each child runs the command's
-# main() with its own arguments and its own stdout and stderr file, and exits with its code.
-FORKING_LAUNCHER = """
-import json, os, sys, traceback
-import matplotlib.figure, scipy.stats, sklearn.linear_model, sklearn.metrics  # noqa: F401
-import nba_pipeline.plots, nba_pipeline.runner  # noqa: F401
-from nba_pipeline.cli import main
-
-root, config, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
-children = []
-for index in range(count):
-    out = os.path.join(root, f"run_{index:02d}")
-    pid = os.fork()
-    if pid == 0:
-        code = 70
-        try:
-            log = os.open(out + ".log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-            os.dup2(log, 1)
-            os.dup2(log, 2)
-            code = main(["run", "--config", config, "--spill-to-disk", "--output-dir", out,
-                         "--quiet"])
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)
-    children.append(pid)
-codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in children]
-print(json.dumps(codes))
-"""
-
-
-def test_concurrent_runs_into_different_directories_all_complete(tmp_path):
+def test_concurrent_runs_into_different_directories_all_complete(tmp_path, forked_cli):
     # Each run does its work in its own process (no fork server and measured workers): the
     # load is twenty whole runs writing side by side, not sixty processes at once.
     config = write_config(tmp_path / "small.json", isolate_runs=False)
-    launcher = [sys.executable, "-c", FORKING_LAUNCHER, str(tmp_path), str(config)]
-    launched = run_command([*launcher, str(CONCURRENT_RUNS)], cwd=tmp_path)
-    assert launched.returncode == 0, launched.stderr[-3000:]
-    codes = json.loads(launched.stdout.strip().splitlines()[-1])
-    assert len(codes) == CONCURRENT_RUNS
-    failed = [
-        (index, code, (tmp_path / f"run_{index:02d}.log").read_text()[-2000:])
-        for index, code in enumerate(codes)
-        if code != 0
+    runs = [
+        (
+            ["run", "--config", config, "--spill-to-disk", "--output-dir", out, "--quiet"],
+            tmp_path,
+        )
+        for out in (tmp_path / f"run_{index:02d}" for index in range(CONCURRENT_RUNS))
     ]
-    assert not failed, failed
+    done = forked_cli(runs, _env(), TIMEOUT_S)
+    failed = [(index, run.returncode, run.stderr[-2000:]) for index, run in enumerate(done)]
+    assert not [failure for failure in failed if failure[1] != 0], failed
 
     manifests, scores = set(), set()
     for index in range(CONCURRENT_RUNS):
