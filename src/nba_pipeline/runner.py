@@ -24,7 +24,7 @@ from threadpoolctl import threadpool_limits
 from . import artifacts
 from .artifacts import OutputDirLock
 from .batch import BatchResult
-from .benchmark import run_benchmark
+from .benchmark import MODES, run_benchmark
 from .config import PipelineConfig
 from .distributed.cluster import SequentialExecutor, max_concurrency, open_executor
 from .errors import ConfigError, OutputError, ResourceError, ResumeError
@@ -145,6 +145,7 @@ class PipelineRunner:
                 self.report["dataset_fingerprint"]["row_count"],
                 self.progress,
                 executor,
+                full_size_latencies={mode: section[mode]["latency_s"] for mode in MODES},
             )
         section["latency_vs_data_size"] = self._data_size
         self.report["benchmark"] = section
